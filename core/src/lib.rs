@@ -1,0 +1,110 @@
+//! The algorithms of [mproc], without an operating system.
+//!
+//! `mproc-core` is `#![no_std]` and never allocates. Its types live in memory
+//! that the caller provides, usually a shared mapping that several processes
+//! see at different addresses, so they hold offsets and never pointers, and
+//! their layouts are pinned (see [`layout`]). They block only through the
+//! [`Wait`] hook; `mproc-os` implements it with shared futexes.
+//!
+//! | primitive | module | progress |
+//! |---|---|---|
+//! | bounded MPMC ring of plain data, batch push/pop | [`mpmc`] | `try_*`: lock-free; a claimer stopped between claim and publish holds up the slots behind it |
+//! | SPSC ring, batch push/pop | [`spsc`] | `try_*`: wait-free |
+//! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each |
+//! | counting semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
+//! | event | [`event`] | blocking; `set` and `clear` are one atomic each |
+//! | lock-protected array of values | [`cell`] | blocking (its mutex) |
+//!
+//! Blocking calls spin for [`Wait::spin_rounds`] rounds, then sleep; a
+//! wake-up is issued only when somebody sleeps. Every algorithm is model
+//! checked with [loom] (`core/tests/loom_*.rs`, built with
+//! `RUSTFLAGS="--cfg mproc_loom"`).
+//!
+//! [mproc]: https://docs.rs/mproc
+//! [loom]: https://docs.rs/loom
+
+#![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(mproc_loom)]
+extern crate std;
+
+pub mod cell;
+pub mod event;
+pub mod layout;
+pub mod mpmc;
+pub mod mutex;
+pub mod semaphore;
+pub mod spsc;
+pub mod sync;
+pub mod wait;
+
+#[cfg(mproc_loom)]
+pub mod model;
+
+use core::fmt;
+
+pub use layout::{LayoutError, ObjectKind, Origin, ShmSafe, TypeFingerprint};
+pub use wait::{OwnerId, Spin, TimedOut, Wait};
+
+/// Why a push did not happen. The value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushError<T> {
+    /// No slot was free (before the deadline, for a blocking push).
+    Full(T),
+}
+
+impl<T> PushError<T> {
+    /// The value that was not pushed.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Full(value) => value,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("the queue is full"),
+        }
+    }
+}
+
+impl<T> core::error::Error for PushError<T> {}
+
+/// Why a pop returned no value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PopError {
+    /// No value was ready (before the deadline, for a blocking pop).
+    Empty,
+}
+
+impl fmt::Display for PopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the queue is empty"),
+        }
+    }
+}
+
+impl core::error::Error for PopError {}
+
+/// Views initialized values as possibly-uninitialized ones, to be overwritten.
+pub(crate) fn as_uninit<T: Copy>(values: &mut [T]) -> &mut [core::mem::MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and callers only write
+    // initialized values through the view, so `values` stays initialized.
+    unsafe { &mut *(values as *mut [T] as *mut [core::mem::MaybeUninit<T>]) }
+}

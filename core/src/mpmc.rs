@@ -1,0 +1,890 @@
+//! A bounded multi-producer multi-consumer ring of plain-old-data values, laid
+//! out in caller-provided shared memory.
+//!
+//! # Protocol
+//!
+//! The ring follows Dmitry Vyukov's bounded queue in the form crossbeam's
+//! `ArrayQueue` uses (any capacity, no division): positions are
+//! `lap | index`, where `one_lap` is the smallest power of two above the
+//! capacity, and every slot carries a *stamp*:
+//!
+//! | slot stamp           | meaning                                              |
+//! |----------------------|------------------------------------------------------|
+//! | `pos`                | empty, ready for the producer of position `pos`      |
+//! | `pos + 1`            | full, holding the value pushed at `pos`              |
+//! | `pos + one_lap`      | emptied, ready for the producer one lap later        |
+//!
+//! A producer reads `tail`, checks that the slot's stamp equals it, claims the
+//! position with one CAS on `tail`, writes the value and stores the stamp
+//! `pos + 1` (Release). A consumer does the same on `head`, expecting
+//! `pos + 1`, and stores `pos + one_lap`. Batch operations check that several
+//! consecutive slots of one lap are ready and claim them with a single CAS.
+//!
+//! # Words
+//!
+//! `head` and `tail` are 64-bit words:
+//!
+//! | bits   | meaning                                                          |
+//! |--------|------------------------------------------------------------------|
+//! | 0..52  | position                                                         |
+//! | 52..63 | sleepers: consumers asleep for items (`tail`), producers asleep for space (`head`) |
+//! | 63     | reserved                                                         |
+//!
+//! A consumer that finds the ring empty registers as a sleeper with a CAS on
+//! `tail` that succeeds only if `tail` still equals `head` (so nothing is
+//! in flight), then sleeps on the `items` epoch word. Every producer claims
+//! its position with a CAS on the same word, so it sees the sleeper count
+//! without any further atomic operation or fence, and after publishing it
+//! bumps the epoch and wakes that many consumers at most. Producers waiting
+//! for space do the same through `head` and the `space` epoch. Hence the fast
+//! path makes no syscall, and a wake-up is issued only when someone is asleep.
+//! Sleepers remove themselves from the count when they wake, for any reason.
+//!
+//! Each slot also records the [`OwnerId`] of the last process that claimed it,
+//! so that a claimer that dies between claim and publish can be identified.
+//!
+//! # Progress
+//!
+//! `try_*` operations are lock-free: a CAS fails only when another party made
+//! progress. They return `Full` / `Empty` rather than wait when the slot they
+//! need is still being written or read by a party that claimed it earlier (a
+//! claimer that stops between claim and publish holds up everyone behind it,
+//! the known weakness of this ring). Blocking operations spin for
+//! [`Wait::spin_rounds`], then sleep.
+
+use core::marker::PhantomData;
+use core::mem::{MaybeUninit, size_of};
+use core::ptr::NonNull;
+
+use crate::layout::{
+    self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
+};
+use crate::sync::{
+    AtomicU32, AtomicU64, Ordering, UnsafeCell, fence, init_cell, init_u32, init_u64,
+};
+use crate::wait::{OwnerId, Wait};
+use crate::{PopError, PushError, ShmSafe, TypeFingerprint, as_uninit};
+
+/// Bits of a `head` / `tail` word that hold the position.
+const POS_BITS: u32 = 52;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// One sleeper in a `head` / `tail` word.
+const SLEEPER_ONE: u64 = 1 << POS_BITS;
+/// The most sleepers a word can count; more wait by polling.
+const SLEEPER_MAX: u64 = (1 << 11) - 1;
+/// The largest capacity: `one_lap` must leave room for laps in 52 bits.
+const MAX_CAPACITY: u64 = 1 << 40;
+
+#[inline]
+fn pos(word: u64) -> u64 {
+    word & POS_MASK
+}
+
+#[inline]
+fn sleepers(word: u64) -> u64 {
+    (word >> POS_BITS) & SLEEPER_MAX
+}
+
+/// The fixed part of a ring in shared memory.
+#[derive(Debug)]
+#[repr(C)]
+pub struct MpmcState {
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    epochs: CachePadded<Epochs>,
+}
+
+/// One slot of the ring.
+#[derive(Debug)]
+#[repr(C)]
+pub struct MpmcSlot<T> {
+    stamp: AtomicU64,
+    claimer: AtomicU32,
+    reserved: AtomicU32,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+#[cfg(not(mproc_loom))]
+mod pinned {
+    use super::{MpmcSlot, MpmcState};
+    use core::mem::offset_of;
+    use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
+
+    assert_eq_size!(MpmcState, [u8; 384]);
+    assert_eq_align!(MpmcState, crate::layout::CachePadded<u8>);
+    const_assert_eq!(offset_of!(MpmcState, tail), 0);
+    const_assert_eq!(offset_of!(MpmcState, head), 128);
+    const_assert_eq!(offset_of!(MpmcState, epochs), 256);
+    assert_eq_size!(MpmcSlot<u64>, [u64; 3]);
+    assert_eq_align!(MpmcSlot<u64>, u64);
+    assert_eq_size!(MpmcSlot<[u8; 64]>, [u64; 10]);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, stamp), 0);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, claimer), 8);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, value), 16);
+}
+
+/// A process-local handle to a ring in shared memory.
+///
+/// It holds pointers into one process's mapping and is never itself placed
+/// in shared memory. Copies are cheap and all operate on the same ring.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_core::{Origin, OwnerId, Spin, mpmc::Mpmc};
+///
+/// let layout = Mpmc::<u64>::layout(4).unwrap();
+/// // SAFETY: the layout is not zero-sized.
+/// let mem = unsafe { std::alloc::alloc_zeroed(layout.alloc_layout()) };
+/// let base = std::ptr::NonNull::new(mem).unwrap();
+/// // SAFETY: `base` points to `layout.size()` zeroed bytes, aligned as the
+/// // layout asks, that outlive `ring` and are used by nothing else.
+/// let ring = unsafe { Mpmc::<u64>::create(base, layout.size(), 4, Origin::default()) }.unwrap();
+///
+/// let me = OwnerId::new(1).unwrap();
+/// ring.try_push(&Spin, me, 7).unwrap();
+/// assert_eq!(ring.try_push_slice(&Spin, me, &[8, 9, 10, 11]), 3);
+/// assert_eq!(ring.len(), 4);
+/// let mut out = [0; 8];
+/// assert_eq!(ring.try_pop_slice(&Spin, me, &mut out), 4);
+/// assert_eq!(out[..4], [7, 8, 9, 10]);
+/// assert!(ring.try_pop(&Spin, me).is_err());
+/// // SAFETY: allocated above with this layout; `ring` is not used any more.
+/// unsafe { std::alloc::dealloc(mem, layout.alloc_layout()) };
+/// ```
+pub struct Mpmc<T> {
+    state: NonNull<MpmcState>,
+    slots: NonNull<MpmcSlot<T>>,
+    capacity: u64,
+    one_lap: u64,
+    _values: PhantomData<T>,
+}
+
+impl<T> Clone for Mpmc<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Mpmc<T> {}
+
+impl<T> core::fmt::Debug for Mpmc<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Mpmc")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the handle only points into shared memory; every access to it goes
+// through atomics or through slots that the stamp protocol hands to exactly
+// one party at a time, and the values are `ShmSafe` (plain data).
+unsafe impl<T: ShmSafe> Send for Mpmc<T> {}
+// SAFETY: as for `Send`: all shared state is synchronized by the protocol.
+unsafe impl<T: ShmSafe> Sync for Mpmc<T> {}
+
+/// The outcome of trying to claim positions.
+enum Claim {
+    /// Positions `pos .. pos + count` (one lap) are ours; `word` is the
+    /// head/tail word our CAS replaced (for its sleeper count).
+    Got { pos: u64, count: usize, word: u64 },
+    /// Nothing to claim and nothing in flight: `word` is the word that proves
+    /// it (the `tail` when empty, the `head` when full).
+    Idle { word: u64 },
+    /// The slot needed is still held by a party that claimed it earlier.
+    Busy,
+}
+
+impl<T: ShmSafe> Mpmc<T> {
+    /// The memory layout of a ring of `capacity` slots.
+    pub fn layout(capacity: u64) -> Result<ObjectLayout, LayoutError> {
+        if capacity == 0 {
+            return Err(LayoutError::BadCapacity {
+                capacity,
+                reason: "a queue needs at least one slot",
+            });
+        }
+        if capacity > MAX_CAPACITY {
+            return Err(LayoutError::BadCapacity {
+                capacity,
+                reason: "a queue has at most 2^40 slots",
+            });
+        }
+        ObjectLayout::new::<MpmcState, MpmcSlot<T>>(capacity)
+    }
+
+    /// Creates an empty ring of `capacity` slots at `mem`.
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory (any contents), used by nobody else until this returns, and
+    /// stays mapped for as long as this handle or a copy of it is used.
+    pub unsafe fn create(
+        mem: NonNull<u8>,
+        len: usize,
+        capacity: u64,
+        origin: Origin,
+    ) -> Result<Self, LayoutError> {
+        let layout = Self::layout(capacity)?;
+        // SAFETY: forwarded from the caller.
+        let parts: Parts<MpmcState, MpmcSlot<T>> = unsafe {
+            layout::create(
+                mem,
+                len,
+                ObjectKind::MpmcQueue,
+                TypeFingerprint::of::<T>(),
+                capacity,
+                layout,
+                origin,
+            )?
+        };
+        let state = parts.body.as_ptr();
+        // SAFETY: `layout::create` checked that the body and `capacity` slots
+        // lie inside the caller's memory, which nobody else uses yet.
+        unsafe {
+            init_u64(&raw mut (*state).tail.0, 0);
+            init_u64(&raw mut (*state).head.0, 0);
+            Epochs::init(&raw mut (*state).epochs.0);
+            for i in 0..capacity as usize {
+                let slot = parts.elems.as_ptr().add(i);
+                init_u64(&raw mut (*slot).stamp, i as u64);
+                init_u32(&raw mut (*slot).claimer, 0);
+                init_u32(&raw mut (*slot).reserved, 0);
+                init_cell(&raw mut (*slot).value, MaybeUninit::uninit());
+            }
+            parts.publish();
+        }
+        Ok(Self::from_parts(parts))
+    }
+
+    /// Attaches to a ring that another handle created at `mem`, after checking
+    /// its header, its element type and the consistency of its positions.
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory, and stays mapped for as long as this handle or a copy of it is
+    /// used.
+    pub unsafe fn attach(mem: NonNull<u8>, len: usize) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded from the caller.
+        let parts = unsafe {
+            layout::attach(
+                mem,
+                len,
+                ObjectKind::MpmcQueue,
+                TypeFingerprint::of::<T>(),
+                Self::layout,
+            )?
+        };
+        let ring = Self::from_parts(parts);
+        let (head, tail) = (ring.head_word(), ring.tail_word());
+        let in_range = |word: u64| (pos(word) & (ring.one_lap - 1)) < ring.capacity;
+        if !in_range(head) || !in_range(tail) {
+            return Err(LayoutError::Corrupted {
+                what: "queue head or tail outside the ring",
+            });
+        }
+        Ok(ring)
+    }
+
+    fn from_parts(parts: Parts<MpmcState, MpmcSlot<T>>) -> Self {
+        Self {
+            state: parts.body,
+            slots: parts.elems,
+            capacity: parts.capacity,
+            one_lap: (parts.capacity + 1).next_power_of_two(),
+            _values: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn state(&self) -> &MpmcState {
+        // SAFETY: `state` points into memory that the creator of this handle
+        // promised stays mapped; every field is an atomic.
+        unsafe { self.state.as_ref() }
+    }
+
+    #[inline]
+    fn tail_word(&self) -> u64 {
+        self.state().tail.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn head_word(&self) -> u64 {
+        self.state().head.load(Ordering::Relaxed)
+    }
+
+    /// The slot at `index`, if `index` is inside the ring (it always is
+    /// unless the shared memory was corrupted).
+    #[inline]
+    fn slot(&self, index: u64) -> Option<&MpmcSlot<T>> {
+        if index < self.capacity {
+            // SAFETY: `index < capacity`, and `attach`/`create` checked that
+            // `capacity` slots lie in the mapping.
+            Some(unsafe { &*self.slots.as_ptr().add(index as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// The position after the run `pos .. pos + count` (which stays in one lap).
+    #[inline]
+    fn advance(&self, pos: u64, count: u64) -> u64 {
+        let index = pos & (self.one_lap - 1);
+        if index + count < self.capacity {
+            pos + count
+        } else {
+            ((pos & !(self.one_lap - 1)) + self.one_lap) & POS_MASK
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Number of values in the ring (a snapshot: other parties may change it
+    /// at once).
+    pub fn len(&self) -> usize {
+        loop {
+            let tail = pos(self.state().tail.load(Ordering::SeqCst));
+            let head = pos(self.state().head.load(Ordering::SeqCst));
+            if pos(self.state().tail.load(Ordering::SeqCst)) == tail {
+                let mask = self.one_lap - 1;
+                let (hix, tix) = (head & mask, tail & mask);
+                let len = if hix < tix {
+                    tix - hix
+                } else if hix > tix {
+                    self.capacity - hix + tix
+                } else if tail == head {
+                    0
+                } else {
+                    self.capacity
+                };
+                return len.min(self.capacity) as usize;
+            }
+        }
+    }
+
+    /// Whether the ring holds no value (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot holds a value (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity as usize
+    }
+
+    /// Tries to claim up to `want` positions for pushing.
+    #[inline]
+    fn claim_push(&self, want: usize) -> Claim {
+        let state = self.state();
+        let mut word = state.tail.load(Ordering::Relaxed);
+        loop {
+            let tail = pos(word);
+            let index = tail & (self.one_lap - 1);
+            let Some(slot) = self.slot(index) else {
+                return Claim::Busy;
+            };
+            // Acquire pairs with the consumer's Release store that emptied
+            // the slot, so our write cannot overtake its read.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                let room = (want as u64).min(self.capacity - index);
+                let mut count = 1;
+                while count < room {
+                    match self.slot(index + count) {
+                        // Acquire: as above, for each slot of the batch.
+                        Some(next) if next.stamp.load(Ordering::Acquire) == tail + count => {
+                            count += 1
+                        }
+                        _ => break,
+                    }
+                }
+                let new = (word & !POS_MASK) | self.advance(tail, count);
+                match state.tail.compare_exchange_weak(
+                    word,
+                    new,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        return Claim::Got {
+                            pos: tail,
+                            count: count as usize,
+                            word,
+                        };
+                    }
+                    Err(current) => {
+                        word = current;
+                        crate::sync::spin_hint();
+                    }
+                }
+            } else if (stamp.wrapping_add(self.one_lap)) & POS_MASK == (tail + 1) & POS_MASK {
+                // The slot still holds the value pushed one lap ago. Full,
+                // unless a consumer has claimed it and is reading it now.
+                fence(Ordering::SeqCst);
+                let head = state.head.load(Ordering::Relaxed);
+                if (pos(head) + self.one_lap) & POS_MASK == tail {
+                    return Claim::Idle { word: head };
+                }
+                return Claim::Busy;
+            } else {
+                // Another producer took this position: catch up with `tail`.
+                let current = state.tail.load(Ordering::Relaxed);
+                if current == word {
+                    // `tail` did not move: a producer one lap behind has not
+                    // published yet (or the memory is corrupt).
+                    return Claim::Busy;
+                }
+                word = current;
+            }
+        }
+    }
+
+    /// Tries to claim up to `want` positions for popping.
+    #[inline]
+    fn claim_pop(&self, want: usize) -> Claim {
+        let state = self.state();
+        let mut word = state.head.load(Ordering::Relaxed);
+        loop {
+            let head = pos(word);
+            let index = head & (self.one_lap - 1);
+            let Some(slot) = self.slot(index) else {
+                return Claim::Busy;
+            };
+            // Acquire pairs with the producer's Release store that published
+            // the value.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head + 1 {
+                let room = (want as u64).min(self.capacity - index);
+                let mut count = 1;
+                while count < room {
+                    match self.slot(index + count) {
+                        // Acquire: as above, for each slot of the batch.
+                        Some(next) if next.stamp.load(Ordering::Acquire) == head + count + 1 => {
+                            count += 1
+                        }
+                        _ => break,
+                    }
+                }
+                let new = (word & !POS_MASK) | self.advance(head, count);
+                match state.head.compare_exchange_weak(
+                    word,
+                    new,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        return Claim::Got {
+                            pos: head,
+                            count: count as usize,
+                            word,
+                        };
+                    }
+                    Err(current) => {
+                        word = current;
+                        crate::sync::spin_hint();
+                    }
+                }
+            } else if stamp == head {
+                // Empty, unless a producer has claimed the slot and is
+                // writing it now.
+                fence(Ordering::SeqCst);
+                let tail = state.tail.load(Ordering::Relaxed);
+                if pos(tail) == head {
+                    return Claim::Idle { word: tail };
+                }
+                return Claim::Busy;
+            } else {
+                let current = state.head.load(Ordering::Relaxed);
+                if current == word {
+                    return Claim::Busy;
+                }
+                word = current;
+            }
+        }
+    }
+
+    /// The slot of a claimed position `index + offset`.
+    ///
+    /// # Safety
+    /// `index + offset < capacity`: a claim checks that its first slot is in
+    /// the ring and claims at most `capacity - index` slots.
+    #[inline]
+    unsafe fn claimed_slot(&self, index: u64, offset: u64) -> &MpmcSlot<T> {
+        debug_assert!(index + offset < self.capacity);
+        // SAFETY: in range (caller), and `create`/`attach` checked that
+        // `capacity` slots lie in the mapping.
+        unsafe { &*self.slots.as_ptr().add((index + offset) as usize) }
+    }
+
+    /// Writes `values` into the claimed positions starting at `pos` and
+    /// publishes each one.
+    ///
+    /// # Safety
+    /// `pos .. pos + values.len()` were claimed by one successful
+    /// `claim_push`.
+    #[inline]
+    unsafe fn fill(&self, id: OwnerId, pos: u64, values: &[T]) {
+        let index = pos & (self.one_lap - 1);
+        for (offset, value) in values.iter().enumerate() {
+            let offset = offset as u64;
+            // SAFETY: a claimed position (caller).
+            let slot = unsafe { self.claimed_slot(index, offset) };
+            slot.claimer.store(id.get(), Ordering::Relaxed);
+            // SAFETY: our CAS on `tail` made this position ours alone until
+            // we publish it below; no reader touches an unpublished slot.
+            slot.value
+                .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(*value)) });
+            // Release pairs with the consumer's Acquire load in `claim_pop`.
+            slot.stamp
+                .store((pos + offset + 1) & POS_MASK, Ordering::Release);
+        }
+    }
+
+    /// Reads the claimed positions starting at `pos` into `out` and frees
+    /// each slot.
+    ///
+    /// # Safety
+    /// `pos .. pos + out.len()` were claimed by one successful `claim_pop`.
+    #[inline]
+    unsafe fn drain(&self, id: OwnerId, pos: u64, out: &mut [MaybeUninit<T>]) {
+        let index = pos & (self.one_lap - 1);
+        for (offset, value) in out.iter_mut().enumerate() {
+            let offset = offset as u64;
+            // SAFETY: a claimed position (caller).
+            let slot = unsafe { self.claimed_slot(index, offset) };
+            slot.claimer.store(id.get(), Ordering::Relaxed);
+            // SAFETY: our CAS on `head` made this published position ours
+            // alone; the producer's write happened before its Release store
+            // that our Acquire load saw, and `T: ShmSafe` is valid for any
+            // bytes even if a peer misbehaved.
+            *value = slot.value.with(|cell| unsafe { *cell });
+            // Release pairs with the producer's Acquire load in `claim_push`.
+            slot.stamp
+                .store((pos + offset + self.one_lap) & POS_MASK, Ordering::Release);
+        }
+    }
+
+    /// Wakes up to `count` of the sleepers counted in `word` on `epoch`.
+    #[inline]
+    fn wake_sleepers<W: Wait>(w: &W, epoch: &AtomicU32, word: u64, count: usize) {
+        let asleep = sleepers(word);
+        if asleep != 0 {
+            Self::wake_cold(w, epoch, asleep.min(count as u64) as u32);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_cold<W: Wait>(w: &W, epoch: &AtomicU32, count: u32) {
+        Epochs::bump_and_wake(w, epoch, count);
+    }
+
+    /// Pushes `value` if a slot is free now.
+    ///
+    /// Returns [`PushError::Full`] with the value when the ring is full, or
+    /// when the next slot is still being emptied by a consumer that has not
+    /// finished.
+    #[inline]
+    pub fn try_push<W: Wait>(&self, w: &W, id: OwnerId, value: T) -> Result<(), PushError<T>> {
+        match self.claim_push(1) {
+            Claim::Got { pos, word, .. } => {
+                // SAFETY: `pos` was claimed just now.
+                unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
+                Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
+                Ok(())
+            }
+            Claim::Idle { .. } | Claim::Busy => Err(PushError::Full(value)),
+        }
+    }
+
+    /// Pushes `value`, waiting for a free slot until `deadline` (`None`:
+    /// forever). On timeout the value is handed back in [`PushError::Full`].
+    #[inline]
+    pub fn push<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        value: T,
+        deadline: Option<W::Deadline>,
+    ) -> Result<(), PushError<T>> {
+        if let Claim::Got { pos, word, .. } = self.claim_push(1) {
+            // SAFETY: `pos` was claimed just now.
+            unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
+            Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
+            return Ok(());
+        }
+        let patience = deadline.map_or(Patience::Forever, Patience::Until);
+        match self.push_from(w, id, core::slice::from_ref(&value), patience) {
+            1 => Ok(()),
+            _ => Err(PushError::Full(value)),
+        }
+    }
+
+    /// Pushes as many of `values` as there are free slots now, in order, and
+    /// returns how many it pushed.
+    pub fn try_push_slice<W: Wait>(&self, w: &W, id: OwnerId, values: &[T]) -> usize {
+        self.push_from(w, id, values, Patience::None)
+    }
+
+    /// Pushes all of `values` in order, waiting for free slots until
+    /// `deadline` (`None`: forever); returns how many it pushed (all of them
+    /// unless the deadline passed).
+    pub fn push_slice<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        values: &[T],
+        deadline: Option<W::Deadline>,
+    ) -> usize {
+        let patience = deadline.map_or(Patience::Forever, Patience::Until);
+        self.push_from(w, id, values, patience)
+    }
+
+    /// The one implementation of every push: pushes a prefix of `values` and
+    /// returns its length. `patience` says how long to wait for free slots.
+    fn push_from<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        values: &[T],
+        patience: Patience<W::Deadline>,
+    ) -> usize {
+        let state = self.state();
+        let mut done = 0;
+        let mut round = 0;
+        while done < values.len() {
+            match self.claim_push(values.len() - done) {
+                Claim::Got { pos, count, word } => {
+                    // SAFETY: `pos .. pos + count` were claimed just now.
+                    unsafe { self.fill(id, pos, &values[done..done + count]) };
+                    Self::wake_sleepers(w, &state.epochs.items, word, count);
+                    done += count;
+                }
+                _ if matches!(patience, Patience::None) => break,
+                Claim::Busy => {
+                    if patience.expired(w) {
+                        break;
+                    }
+                    w.relax(round);
+                    round = round.saturating_add(1);
+                }
+                Claim::Idle { word } => {
+                    if round < w.spin_rounds() && !patience.expired(w) {
+                        w.relax(round);
+                        round += 1;
+                        continue;
+                    }
+                    // `word` is the `head` that proved the ring full.
+                    let deadline = patience.deadline();
+                    match self.sleep(w, &state.head, &state.epochs.space, word, deadline, round) {
+                        Ok(next) => round = next,
+                        Err(()) => {
+                            // Timed out: one last try before giving up.
+                            let rest = &values[done..];
+                            return done + self.push_from(w, id, rest, Patience::None);
+                        }
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Pops the oldest value if one is ready now.
+    ///
+    /// Returns [`PopError::Empty`] when the ring is empty, or when the oldest
+    /// value is still being written by a producer that has not finished.
+    #[inline]
+    pub fn try_pop<W: Wait>(&self, w: &W, id: OwnerId) -> Result<T, PopError> {
+        let mut value = MaybeUninit::uninit();
+        match self.pop_into(w, id, core::slice::from_mut(&mut value), Patience::None) {
+            // SAFETY: `pop_into` initialized the one value it reports.
+            1 => Ok(unsafe { value.assume_init() }),
+            _ => Err(PopError::Empty),
+        }
+    }
+
+    /// Pops the oldest value, waiting for one until `deadline` (`None`:
+    /// forever).
+    #[inline]
+    pub fn pop<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        deadline: Option<W::Deadline>,
+    ) -> Result<T, PopError> {
+        let mut value = MaybeUninit::uninit();
+        let patience = deadline.map_or(Patience::Forever, Patience::Until);
+        match self.pop_into(w, id, core::slice::from_mut(&mut value), patience) {
+            // SAFETY: `pop_into` initialized the one value it reports.
+            1 => Ok(unsafe { value.assume_init() }),
+            _ => Err(PopError::Empty),
+        }
+    }
+
+    /// Pops up to `out.len()` values that are ready now, oldest first, and
+    /// returns how many it popped (into `out[..n]`).
+    pub fn try_pop_slice<W: Wait>(&self, w: &W, id: OwnerId, out: &mut [T]) -> usize {
+        self.pop_into(w, id, as_uninit(out), Patience::None)
+    }
+
+    /// Pops up to `out.len()` values, oldest first, waiting until at least one
+    /// is ready or `deadline` passes (`None`: forever); returns how many it
+    /// popped into `out[..n]` (0 only on timeout or when `out` is empty).
+    pub fn pop_slice<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        out: &mut [T],
+        deadline: Option<W::Deadline>,
+    ) -> usize {
+        let patience = deadline.map_or(Patience::Forever, Patience::Until);
+        self.pop_into(w, id, as_uninit(out), patience)
+    }
+
+    /// The one implementation of every pop: fills a prefix of `out` and
+    /// returns its length. `patience` says how long to wait for the first
+    /// value; once one value is in, it takes only what is ready.
+    #[inline]
+    fn pop_into<W: Wait>(
+        &self,
+        w: &W,
+        id: OwnerId,
+        out: &mut [MaybeUninit<T>],
+        patience: Patience<W::Deadline>,
+    ) -> usize {
+        let state = self.state();
+        let mut done = 0;
+        let mut round = 0;
+        while done < out.len() {
+            match self.claim_pop(out.len() - done) {
+                Claim::Got { pos, count, word } => {
+                    // SAFETY: `pos .. pos + count` were claimed just now.
+                    unsafe { self.drain(id, pos, &mut out[done..done + count]) };
+                    Self::wake_sleepers(w, &state.epochs.space, word, count);
+                    done += count;
+                }
+                // Have something, or may not wait: done.
+                _ if done > 0 || matches!(patience, Patience::None) => break,
+                Claim::Busy => {
+                    if patience.expired(w) {
+                        break;
+                    }
+                    w.relax(round);
+                    round = round.saturating_add(1);
+                }
+                Claim::Idle { word } => {
+                    if round < w.spin_rounds() && !patience.expired(w) {
+                        w.relax(round);
+                        round += 1;
+                        continue;
+                    }
+                    // `word` is the `tail` that proved the ring empty.
+                    let deadline = patience.deadline();
+                    match self.sleep(w, &state.tail, &state.epochs.items, word, deadline, round) {
+                        Ok(next) => round = next,
+                        Err(()) => {
+                            // Timed out: one last try before giving up.
+                            let rest = &mut out[done..];
+                            return done + self.pop_into(w, id, rest, Patience::None);
+                        }
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Registers as a sleeper in `word_ref` (which must still hold `seen`, the
+    /// word that proved there is nothing to do), sleeps on `epoch`, and
+    /// unregisters. `Err(())` when the deadline passed; otherwise the retry
+    /// round to continue with.
+    #[cold]
+    fn sleep<W: Wait>(
+        &self,
+        w: &W,
+        word_ref: &AtomicU64,
+        epoch: &AtomicU32,
+        seen: u64,
+        deadline: Option<W::Deadline>,
+        round: u32,
+    ) -> Result<u32, ()> {
+        if deadline.is_some_and(|d| w.expired(d)) {
+            return Err(());
+        }
+        // Read the epoch before registering: whoever sees our registration
+        // bumps the epoch after our load, so `wait` cannot miss it.
+        // Acquire pairs with the Release bump in `wake_cold`.
+        let key = epoch.load(Ordering::Acquire);
+        if sleepers(seen) == SLEEPER_MAX {
+            // No room to register: poll.
+            w.relax(round);
+            return Ok(round.saturating_add(1));
+        }
+        // The CAS succeeds only if nothing changed since `seen` proved the
+        // ring empty (or full) with nothing in flight; every later claimer
+        // must CAS the same word and so sees us.
+        if word_ref
+            .compare_exchange(
+                seen,
+                seen + SLEEPER_ONE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Ok(round);
+        }
+        let woken = w.wait(epoch, key, deadline);
+        // Unregister (whoever woke us did not do it for us).
+        let mut current = word_ref.load(Ordering::Relaxed);
+        while sleepers(current) != 0 {
+            match word_ref.compare_exchange_weak(
+                current,
+                current - SLEEPER_ONE,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        match woken {
+            Ok(()) => Ok(round),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+/// How long a pop may wait for its first value.
+#[derive(Clone, Copy)]
+enum Patience<D> {
+    None,
+    Until(D),
+    Forever,
+}
+
+impl<D: Copy> Patience<D> {
+    fn deadline(self) -> Option<D> {
+        match self {
+            Patience::Until(d) => Some(d),
+            Patience::None | Patience::Forever => None,
+        }
+    }
+
+    fn expired<W: Wait<Deadline = D>>(self, w: &W) -> bool {
+        match self {
+            Patience::None => true,
+            Patience::Until(d) => w.expired(d),
+            Patience::Forever => false,
+        }
+    }
+}
+
+/// Size in bytes of one slot for `T` (for capacity planning).
+pub const fn slot_size<T>() -> usize {
+    size_of::<MpmcSlot<T>>()
+}

@@ -1,0 +1,142 @@
+//! The wait/wake hook: the only way anything in mproc-core blocks.
+//!
+//! Core knows nothing about an operating system. When an algorithm has to
+//! wait for another party it spins a little through [`Wait::relax`], then
+//! sleeps on one 32-bit word through [`Wait::wait`], and whoever changes that
+//! word calls [`Wait::wake`]. `mproc-os` implements the trait with the Linux
+//! futex syscall on *shared* (not private) futexes, so sleepers and wakers may
+//! live in different processes; the loom models implement it with a mutex and
+//! a condition variable (see `ModelWait`, compiled under `--cfg mproc_loom`).
+
+use core::fmt;
+
+use crate::sync::AtomicU32;
+
+/// The deadline of a blocking call passed before it could complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the operation timed out")
+    }
+}
+
+impl core::error::Error for TimedOut {}
+
+/// Blocking and back-off, supplied by the platform.
+///
+/// The contract is the one of `FUTEX_WAIT` / `FUTEX_WAKE`:
+///
+/// * [`wait`](Wait::wait) atomically checks that `word` still holds
+///   `expected` and, if so, sleeps until a [`wake`](Wait::wake) on the same
+///   word, until `deadline`, or spuriously. The check and the sleep must be
+///   atomic with respect to `wake`: a `wake` issued after the word changed
+///   either finds the sleeper or the sleeper sees the new value.
+/// * Callers always re-check their condition after `wait` returns, so a
+///   spurious return is harmless; the only hard requirement is "no lost
+///   wake-up".
+pub trait Wait {
+    /// An absolute point in time after which a blocking call gives up.
+    type Deadline: Copy;
+
+    /// Sleeps while `*word == expected`, until woken or until `deadline`.
+    ///
+    /// Returns `Err(TimedOut)` when the deadline passed without a wake-up
+    /// (an implementation may return it for a past deadline without looking
+    /// at the word, so callers take a last look at their condition after a
+    /// timeout); `Ok(())` after a wake-up, a changed word, or a spurious
+    /// return.
+    fn wait(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Self::Deadline>,
+    ) -> Result<(), TimedOut>;
+
+    /// Wakes up to `count` sleepers on `word` (`u32::MAX` wakes all).
+    fn wake(&self, word: &AtomicU32, count: u32);
+
+    /// Whether `deadline` has passed.
+    fn expired(&self, deadline: Self::Deadline) -> bool;
+
+    /// How many [`relax`](Wait::relax) rounds a blocking call spends retrying
+    /// before it registers as a sleeper and calls [`wait`](Wait::wait).
+    fn spin_rounds(&self) -> u32;
+
+    /// Backs off for one round of a retry loop; `round` counts up from 0.
+    ///
+    /// Small rounds should only hint the CPU; larger ones should give the CPU
+    /// away (yield, then short sleeps), because the party being waited for
+    /// may be a process that is not running.
+    fn relax(&self, round: u32);
+}
+
+/// A deadline that cannot exist: [`Spin`] has no clock, so its blocking calls
+/// can only be given no deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoDeadline {}
+
+/// A [`Wait`] that never sleeps: `wait` returns at once and callers retry.
+///
+/// For targets without an OS, and for examples. It busy-waits, so it should
+/// only be used where the party waited for runs on another CPU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spin;
+
+impl Wait for Spin {
+    type Deadline = NoDeadline;
+
+    #[inline]
+    fn wait(&self, _: &AtomicU32, _: u32, deadline: Option<NoDeadline>) -> Result<(), TimedOut> {
+        if let Some(never) = deadline {
+            match never {}
+        }
+        crate::sync::spin_hint();
+        Ok(())
+    }
+
+    #[inline]
+    fn wake(&self, _: &AtomicU32, _: u32) {}
+
+    fn expired(&self, deadline: NoDeadline) -> bool {
+        match deadline {}
+    }
+
+    fn spin_rounds(&self) -> u32 {
+        0
+    }
+
+    #[inline]
+    fn relax(&self, _: u32) {
+        crate::sync::spin_hint();
+    }
+}
+
+/// The id a process (or thread) records in a lock it holds or a slot it
+/// claims: a value in `1..=OwnerId::MAX`. mproc-os uses the process id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OwnerId(core::num::NonZeroU32);
+
+impl OwnerId {
+    /// The largest id: owner ids take the low 30 bits of a mutex word
+    /// (Linux pids are below 2^22).
+    pub const MAX: u32 = (1 << 30) - 1;
+
+    /// `id`, if it is in `1..=OwnerId::MAX`.
+    pub const fn new(id: u32) -> Option<Self> {
+        if id > Self::MAX {
+            return None;
+        }
+        match core::num::NonZeroU32::new(id) {
+            Some(id) => Some(Self(id)),
+            None => None,
+        }
+    }
+
+    /// The id as a number.
+    #[inline]
+    pub const fn get(self) -> u32 {
+        self.0.get()
+    }
+}

@@ -1,0 +1,98 @@
+//! Arbitrary bytes as a shared region another process wrote: attaching any
+//! kind of object returns a typed error or a handle, and operating on a
+//! handle over corrupted state never panics, hangs or reads out of bounds
+//! (the address sanitizer checks the last).
+#![no_main]
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+
+use libfuzzer_sys::fuzz_target;
+use mproc_core::cell::SharedCell;
+use mproc_core::event::RawEvent;
+use mproc_core::mpmc::Mpmc;
+use mproc_core::mutex::RawMutex;
+use mproc_core::semaphore::RawSemaphore;
+use mproc_core::spsc::Spsc;
+use mproc_core::{OwnerId, Spin};
+
+/// The fuzz input copied into memory aligned as a mapping would be.
+struct Region {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Region {
+    fn new(bytes: &[u8]) -> Self {
+        let layout = Layout::from_size_align(bytes.len().max(1), 4096).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+        // SAFETY: `ptr` has room for `bytes.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        Self { ptr, layout }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let region = Region::new(bytes);
+    let (mem, len) = (region.ptr, bytes.len());
+    let me = OwnerId::new(1).unwrap();
+    // SAFETY (every block below): `mem` holds `len` initialized bytes that
+    // outlive the handle and nothing else uses.
+    if let Ok(ring) = unsafe { Mpmc::<u64>::attach(mem, len) } {
+        let _ = ring.len();
+        let _ = ring.try_push(&Spin, me, 1);
+        let _ = ring.try_push_slice(&Spin, me, &[2, 3, 4]);
+        let mut out = [0; 8];
+        let _ = ring.try_pop_slice(&Spin, me, &mut out);
+        let _ = ring.try_pop(&Spin, me);
+    }
+    if let Ok(ring) = unsafe { Spsc::<u64>::attach(mem, len) } {
+        let _ = ring.len();
+        // SAFETY: the only producer and consumer of this copy.
+        if let (Ok(mut tx), Ok(mut rx)) = unsafe { (ring.producer(), ring.consumer()) } {
+            let _ = tx.try_push(&Spin, 1);
+            let _ = tx.try_push_slice(&Spin, &[2, 3, 4]);
+            let mut out = [0; 8];
+            let _ = rx.try_pop_slice(&Spin, &mut out);
+            let _ = rx.try_pop(&Spin);
+            let _ = (rx.len(), tx.free_len());
+        }
+    }
+    if let Ok(mutex) = unsafe { RawMutex::attach(mem, len) } {
+        if mutex.try_lock(me) {
+            // SAFETY: just locked.
+            unsafe { mutex.unlock(&Spin) };
+        }
+        let _ = (mutex.owner(), mutex.is_locked());
+    }
+    if let Ok(sem) = unsafe { RawSemaphore::attach(mem, len) } {
+        if sem.try_acquire() {
+            let _ = sem.release(&Spin, 1);
+        }
+        let _ = sem.release_bounded(&Spin, 3, 5);
+        let _ = sem.value();
+    }
+    if let Ok(event) = unsafe { RawEvent::attach(mem, len) } {
+        let _ = event.is_set();
+        event.set(&Spin);
+        event.clear();
+    }
+    if let Ok(cell) = unsafe { SharedCell::<u64>::attach(mem, len) } {
+        if let Some(mut guard) = cell.try_lock(&Spin, me) {
+            let n = guard.len();
+            let first = guard.first().copied();
+            if let Some(v) = first {
+                guard.set(n - 1, v);
+            }
+            let _ = guard.get(n);
+        }
+    }
+});

@@ -1,0 +1,43 @@
+//! The Linux layer of mproc.
+//!
+//! * [`futex`]: the [`mproc_core::Wait`] hook on shared (not private) futexes.
+//! * [`shm`]: shared-memory regions: anonymous (inherited by `fork`), memfd
+//!   (passable as a file descriptor) and named (`/dev/shm`).
+//! * [`process`]: `fork`, pidfd-based child handles, the current pid;
+//!   [`pipe`]: byte pipes from a child back to its parent.
+//!
+//! and the process-shared types built from mproc-core's algorithms on them:
+//!
+//! * [`Queue`]: a bounded MPMC queue of plain-old-data values, with batch
+//!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
+//! * [`Lock`], [`Semaphore`], [`Event`].
+//! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
+//!
+//! Each is created in a parent and used in children made with `fork`
+//! (anonymous shared memory), or created in / attached to a named or memfd
+//! [`shm::Region`] after its header is checked. The uncontended fast path of
+//! every one makes no system call.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod error;
+pub mod event;
+pub mod futex;
+pub mod lock;
+mod object;
+pub mod pipe;
+pub mod process;
+pub mod queue;
+pub mod semaphore;
+pub mod shm;
+pub mod spsc;
+pub mod value;
+
+pub use error::{Error, Result};
+pub use event::Event;
+pub use lock::{Lock, LockGuard};
+pub use queue::{GetError, PutError, Queue};
+pub use semaphore::Semaphore;
+pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};

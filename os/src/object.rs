@@ -1,0 +1,28 @@
+//! What every process-shared type has in common: a region that stays mapped
+//! while any handle to the object lives, and the conversion of timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mproc_core::LayoutError;
+use mproc_core::layout::ObjectLayout;
+
+use crate::error::Result;
+use crate::futex::Deadline;
+use crate::shm::Region;
+
+/// The region an object lives in, shared by all handles of this process.
+pub(crate) type Mapping = Arc<Region>;
+
+/// A fresh anonymous region for an object of `layout`: inherited by children
+/// made with `fork`, freed by the kernel with its last user.
+pub(crate) fn anonymous(layout: Result<ObjectLayout, LayoutError>) -> Result<Region> {
+    Region::anonymous(layout?.size())
+}
+
+/// The deadline `timeout` from now; `None` ("never") when it cannot be
+/// represented (`Duration::MAX`).
+#[inline]
+pub(crate) fn deadline(timeout: Duration) -> Option<Deadline> {
+    Deadline::after(timeout)
+}

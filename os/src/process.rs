@@ -1,0 +1,699 @@
+//! Processes: the current pid, `fork`, and child handles held through a
+//! pidfd.
+//!
+//! A [`Child`] refers to its process through a pidfd (`pidfd_open`), so
+//! signalling or waiting on it can never hit an unrelated process that
+//! reused the pid, and waiting with a timeout is a `poll` on that fd.
+//!
+//! [`current_pid`] is cached, so that lock owners and queue slot tags can
+//! record the pid without a system call. The cache is reset in the child
+//! after [`fork`], and by a `pthread_atfork` child handler (registered the
+//! first time the pid is needed) after forks made by any other code that
+//! goes through the C library's `fork`. A child made with a raw `clone`
+//! system call bypasses both and would inherit a stale pid: do not do that.
+
+use core::ffi::CStr;
+use core::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use mproc_core::{Origin, OwnerId};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result, os};
+use crate::futex::Deadline;
+
+/// The cached pid of this process; 0 when not (or no longer) known.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// The pid whose start time [`START_TIME`] holds; 0 when none.
+static START_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The start time of process [`START_PID`].
+static START_TIME: AtomicU64 = AtomicU64::new(0);
+
+/// State of the `pthread_atfork` registration: [`ATFORK_NONE`],
+/// [`ATFORK_BUSY`], [`ATFORK_DONE`] or [`ATFORK_FAILED`].
+///
+/// An atomic rather than a `std::sync::Once`: a `Once` that another thread
+/// was running when this process forked would stay "running" in the child
+/// forever.
+static ATFORK: AtomicU8 = AtomicU8::new(ATFORK_NONE);
+const ATFORK_NONE: u8 = 0;
+const ATFORK_BUSY: u8 = 1;
+const ATFORK_DONE: u8 = 2;
+const ATFORK_FAILED: u8 = 3;
+
+/// The process id of the caller.
+///
+/// Cached: only the first call in a process makes a system call
+/// (`getpid`). The cache is reset in a child after [`fork`], and after forks
+/// made by other code through the C library (a `pthread_atfork` child
+/// handler registered on first use).
+///
+/// # References
+///  - [Linux]
+///
+/// [Linux]: https://man7.org/linux/man-pages/man2/getpid.2.html
+#[inline]
+pub fn current_pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => current_pid_slow(),
+        pid => pid,
+    }
+}
+
+#[cold]
+fn current_pid_slow() -> u32 {
+    let pid = rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    // Cache only once the handler that resets the cache in a child is in
+    // place; until then every call asks the kernel.
+    if atfork_registered() {
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
+/// Registers [`reset_after_fork`] as a `pthread_atfork` child handler, once.
+/// Returns whether it is registered.
+fn atfork_registered() -> bool {
+    match ATFORK.compare_exchange(
+        ATFORK_NONE,
+        ATFORK_BUSY,
+        // Acquire pairs with the Release store below (in another thread).
+        Ordering::Acquire,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            // SAFETY: `reset_after_fork` is an `extern "C"` function that
+            // only stores to atomics, which is async-signal-safe and so
+            // allowed in a child of a multi-threaded parent.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(reset_after_fork)) };
+            let state = if rc == 0 { ATFORK_DONE } else { ATFORK_FAILED };
+            // Release pairs with the Acquire above.
+            ATFORK.store(state, Ordering::Release);
+            rc == 0
+        }
+        Err(state) => state == ATFORK_DONE,
+    }
+}
+
+/// Forgets the cached pid: run in the child after every `fork`.
+extern "C" fn reset_after_fork() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The caller as an [`OwnerId`]: its pid.
+pub fn owner_id() -> OwnerId {
+    /// Never used: Linux pids are at most 2^22 - 1 (`PID_MAX_LIMIT` - 1)
+    /// and never 0, so they are always valid owner ids.
+    const UNREACHABLE: OwnerId = match OwnerId::new(OwnerId::MAX) {
+        Some(id) => id,
+        None => panic!("OwnerId::MAX is a valid owner id"),
+    };
+    OwnerId::new(current_pid()).unwrap_or(UNREACHABLE)
+}
+
+/// The start time of process `pid`, in clock ticks since boot.
+///
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`. Together with the pid it
+/// identifies a process for good: a later process that reuses the pid has
+/// a later start time.
+///
+/// Makes only async-signal-safe system calls (`open`, `read`, `close`) and
+/// does not allocate, so a child forked from a multi-threaded parent may
+/// call it.
+///
+/// # Errors
+///
+/// [`Error::Os`] with `call: "open /proc/<pid>/stat"` and `errno: ENOENT`
+/// if there is no such process, or an errno from `open` or `read`; `EINVAL`
+/// (`call: "parse /proc/<pid>/stat"`) if the file cannot be parsed.
+///
+/// # References
+///  - [Linux `proc_pid_stat(5)`]
+///
+/// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
+pub fn start_time(pid: u32) -> Result<u64> {
+    let unparsable = || Error::Os {
+        call: "parse /proc/<pid>/stat",
+        errno: Errno::INVAL,
+    };
+    let mut path = [0u8; 32];
+    let path = proc_stat_path(pid, &mut path).ok_or_else(unparsable)?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(os("open /proc/<pid>/stat"))?;
+    // The line has 52 numeric fields and a name of at most 64 bytes: well
+    // under 2 KiB.
+    let mut stat = [0u8; 2048];
+    let mut len = 0;
+    loop {
+        let Some(free) = stat.get_mut(len..).filter(|free| !free.is_empty()) else {
+            return Err(unparsable());
+        };
+        match rustix::io::read(&fd, free) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(os("read /proc/<pid>/stat")(errno)),
+        }
+    }
+    parse_start_time(&stat[..len]).ok_or_else(unparsable)
+}
+
+/// Writes `/proc/<pid>/stat` and a NUL into `buf`, without allocating.
+///
+/// A `u32` has at most 10 digits, so the path takes at most 22 of the 32
+/// bytes and no index below can go out of bounds.
+fn proc_stat_path(pid: u32, buf: &mut [u8; 32]) -> Option<&CStr> {
+    let mut digits = [0u8; 10];
+    let mut n = pid;
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    push(b"/proc/");
+    for &digit in digits[..count].iter().rev() {
+        push(&[digit]);
+    }
+    push(b"/stat\0");
+    CStr::from_bytes_with_nul(&buf[..len]).ok()
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line.
+///
+/// Field 2 (`comm`) is in parentheses and may itself contain spaces and
+/// parentheses, so fields are counted from the last `)`: field 3 is the
+/// first after it, so field 22 is the 20th.
+fn parse_start_time(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = core::str::from_utf8(&stat[close + 1..]).ok()?;
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// The creator record for a new shared object: the caller's pid and start
+/// time (0 if `/proc` cannot be read).
+///
+/// The start time is read once per process and cached. Like
+/// [`start_time`], this does not allocate.
+pub fn origin() -> Origin {
+    let pid = current_pid();
+    // Acquire pairs with the Release store below: a matching pid comes with
+    // its start time. Only one pid is ever stored in a given process (a
+    // child starts from a copy and stores its own).
+    if START_PID.load(Ordering::Acquire) == pid {
+        return Origin {
+            pid,
+            start_time: START_TIME.load(Ordering::Relaxed),
+        };
+    }
+    match start_time(pid) {
+        Ok(start_time) => {
+            START_TIME.store(start_time, Ordering::Relaxed);
+            // Release pairs with the Acquire load above.
+            START_PID.store(pid, Ordering::Release);
+            Origin { pid, start_time }
+        }
+        // Not cached: a later call may find /proc readable.
+        Err(_) => Origin { pid, start_time: 0 },
+    }
+}
+
+/// What [`fork`] returned in each process.
+#[derive(Debug)]
+pub enum Fork {
+    /// In the parent: the new child.
+    Parent(Child),
+    /// In the child.
+    Child,
+}
+
+/// Creates a child process, a copy of the caller.
+///
+/// `fork()` through the C library (so its `pthread_atfork` handlers run),
+/// then `pidfd_open(child, 0)` in the parent. In the child, the cached pid
+/// of [`current_pid`] is reset. If `pidfd_open` fails, the child is killed
+/// and reaped before the error is returned, so no handle-less child is left
+/// behind.
+///
+/// # Safety
+///
+/// The child is a copy of the calling *thread* only. If the parent has
+/// other threads, they do not exist in the child, yet any lock they held at
+/// the moment of the fork (inside `malloc`, `std::io::stdout`, a
+/// `std::sync::Mutex`, the dynamic loader, ...) stays locked there forever.
+/// So in a multi-threaded parent the child may only call async-signal-safe
+/// functions (see `signal-safety(7)`), such as [`exit_now`], until it execs
+/// or exits; in particular it must not allocate, print, take locks or
+/// panic. The caller guarantees that either the process is single-threaded
+/// or the child keeps to this.
+///
+/// Whatever the parent, the child should end with [`exit_now`] rather than
+/// return from `main` or call `std::process::exit`: those run destructors,
+/// `atexit` handlers and buffer flushes that belong to the parent.
+///
+/// Also, neither process may rely on other code reaping this child: a
+/// `waitpid(-1, ...)` elsewhere, or `SIGCHLD` set to `SIG_IGN`, would reap it
+/// behind the [`Child`] handle's back ([`Child::wait`] then fails with
+/// `ECHILD`).
+///
+/// # Errors
+///
+/// [`Error::Os`] from `fork` (`EAGAIN`, `ENOMEM`) or `pidfd_open`
+/// (`EMFILE`, `ENOSYS` before Linux 5.3).
+///
+/// # References
+///  - [Linux `fork`]
+///  - [Linux `pidfd_open`]
+///  - [`signal-safety(7)`]
+///
+/// [Linux `fork`]: https://man7.org/linux/man-pages/man2/fork.2.html
+/// [Linux `pidfd_open`]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
+/// [`signal-safety(7)`]: https://man7.org/linux/man-pages/man7/signal-safety.7.html
+pub unsafe fn fork() -> Result<Fork> {
+    // Register the atfork handler now, so that the cache is reset in
+    // children of forks made by other code from here on.
+    let _ = atfork_registered();
+    // SAFETY: the caller upholds the contract above for the child; in the
+    // parent `fork` has no preconditions.
+    let raw = unsafe { libc::fork() };
+    if raw < 0 {
+        return Err(os("fork")(
+            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
+        ));
+    }
+    let Some(pid) = Pid::from_raw(raw) else {
+        // Only atomic stores: async-signal-safe.
+        reset_after_fork();
+        return Ok(Fork::Child);
+    };
+    let child_pid = raw.unsigned_abs();
+    match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(pidfd) => Ok(Fork::Parent(Child {
+            pid: child_pid,
+            pidfd,
+            status: None,
+        })),
+        Err(errno) => {
+            // The child is ours and not reaped, so its pid cannot have been
+            // reused: killing and reaping it by pid is safe.
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            while let Err(Errno::INTR) =
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            {
+            }
+            Err(os("pidfd_open")(errno))
+        }
+    }
+}
+
+/// Ends the calling process at once with `code`.
+///
+/// `_exit(code)`: no `atexit` handlers, no destructors, no flushing of
+/// Rust's or C's stdio buffers. This is how a forked child should end: those
+/// belong to the parent, and running them twice (or in a child of a
+/// multi-threaded parent) is wrong. Async-signal-safe.
+///
+/// # References
+///  - [Linux]
+///
+/// [Linux]: https://man7.org/linux/man-pages/man2/_exit.2.html
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it ends the process without
+    // running any code of this one.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited (returned from `main`, called `exit` or `_exit`) with this
+    /// code (`0..=255`).
+    Exited(i32),
+    /// A signal killed it.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+}
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == Self::Exited(0)
+    }
+
+    /// Python's `exitcode`: the exit code, or minus the signal number.
+    pub fn code(&self) -> i32 {
+        match *self {
+            Self::Exited(code) => code,
+            Self::Signaled { signal, .. } => -signal,
+        }
+    }
+
+    fn from_waitid(status: &WaitIdStatus) -> Option<Self> {
+        if let Some(code) = status.exit_status() {
+            return Some(Self::Exited(code));
+        }
+        status.terminating_signal().map(|signal| Self::Signaled {
+            signal,
+            core_dumped: status.dumped(),
+        })
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Exited(code) => write!(f, "exited with code {code}"),
+            Self::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by signal {signal}")?;
+                if let Some(name) = signal_name(signal) {
+                    write!(f, " ({name})")?;
+                }
+                if core_dumped {
+                    f.write_str(", core dumped")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The name of a standard Linux (x86_64) signal.
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        16 => "SIGSTKFLT",
+        17 => "SIGCHLD",
+        18 => "SIGCONT",
+        19 => "SIGSTOP",
+        20 => "SIGTSTP",
+        21 => "SIGTTIN",
+        22 => "SIGTTOU",
+        23 => "SIGURG",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        26 => "SIGVTALRM",
+        27 => "SIGPROF",
+        28 => "SIGWINCH",
+        29 => "SIGIO",
+        30 => "SIGPWR",
+        31 => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// A child process, held through a pidfd (so signals never reach a process
+/// that reused its pid).
+///
+/// Dropping a `Child` neither waits for nor kills the process: that policy
+/// belongs to the owner of the handle. It does reap a child that has
+/// already exited, so no zombie stays behind; a child that exits later is
+/// reaped by whoever waits for it, or by `init` once this process is gone.
+#[derive(Debug)]
+pub struct Child {
+    pid: u32,
+    pidfd: OwnedFd,
+    /// Set once the child has been reaped.
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The child's pidfd: readable (`POLLIN`) once it has exited.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Reaps the child if it has exited, without blocking.
+    ///
+    /// `Some(status)` once it has; after that, every call returns the same
+    /// status without a system call.
+    ///
+    /// `waitid(P_PIDFD, pidfd, WEXITED | WNOHANG)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `waitid` (`ECHILD` if somebody else reaped it).
+    ///
+    /// # References
+    ///  - [Linux]
+    ///
+    /// [Linux]: https://man7.org/linux/man-pages/man2/waitid.2.html
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.reap(WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+    }
+
+    /// Blocks until the child exits, and reaps it.
+    ///
+    /// `waitid(P_PIDFD, pidfd, WEXITED)`, retried on `EINTR`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `waitid` (`ECHILD` if somebody else reaped it).
+    ///
+    /// # References
+    ///  - [Linux]
+    ///
+    /// [Linux]: https://man7.org/linux/man-pages/man2/waitid.2.html
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.reap(WaitIdOptions::EXITED)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Waits until the child exits or `timeout` passes; reaps it if it
+    /// exited. `Ok(None)` on timeout.
+    ///
+    /// `poll` on the pidfd for `POLLIN` (retried on `EINTR` with the time
+    /// left), then `waitid(P_PIDFD, pidfd, WEXITED | WNOHANG)`. A timeout too
+    /// large to represent waits forever.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `poll` or `waitid`.
+    ///
+    /// # References
+    ///  - [Linux `poll`]
+    ///  - [Linux `waitid`]
+    ///  - [Linux `pidfd_open`] (what polling a pidfd reports)
+    ///
+    /// [Linux `poll`]: https://man7.org/linux/man-pages/man2/poll.2.html
+    /// [Linux `waitid`]: https://man7.org/linux/man-pages/man2/waitid.2.html
+    /// [Linux `pidfd_open`]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let Some(deadline) = Deadline::after(timeout) else {
+            return self.wait().map(Some);
+        };
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = deadline.remaining();
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let left = rustix::time::Timespec::try_from(left).map_err(|_| Error::Os {
+                call: "poll",
+                errno: Errno::INVAL,
+            })?;
+            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&left)) {
+                // Ready, or out of time: the next round looks.
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(errno) => return Err(os("poll")(errno)),
+            }
+        }
+    }
+
+    /// Waits until the child exits or `deadline` passes (`None`: forever),
+    /// appending what it writes to `output` meanwhile; reaps it if it
+    /// exited. `Ok(None)` when the deadline passed first.
+    ///
+    /// The pipe is drained while the child runs, so a child writing more than
+    /// a pipe holds never blocks on it; completion is decided by the child's
+    /// exit, not by end of file on the pipe (another process forked while
+    /// the write end was open may hold a copy of it).
+    ///
+    /// `poll` on the pidfd and the pipe, `read`, then `waitid`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `poll`, `read` or `waitid`.
+    ///
+    /// # References
+    ///  - [Linux `poll`]
+    ///
+    /// [Linux `poll`]: https://man7.org/linux/man-pages/man2/poll.2.html
+    pub fn wait_collecting(
+        &mut self,
+        pipe: &crate::pipe::PipeReader,
+        output: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<ExitStatus>> {
+        let mut pipe_open = true;
+        loop {
+            if pipe_open && pipe.read_available(output)? == crate::pipe::Drained::Closed {
+                pipe_open = false;
+            }
+            if let Some(status) = self.try_wait()? {
+                // It has exited: whatever it wrote is in the pipe now.
+                pipe.read_available(output)?;
+                return Ok(Some(status));
+            }
+            let left = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.remaining();
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    Some(rustix::time::Timespec::try_from(left).map_err(|_| Error::Os {
+                        call: "poll",
+                        errno: Errno::INVAL,
+                    })?)
+                }
+            };
+            let mut both = [
+                PollFd::new(&self.pidfd, PollFlags::IN),
+                PollFd::new(pipe, PollFlags::IN),
+            ];
+            let fds = if pipe_open { &mut both[..] } else { &mut both[..1] };
+            match rustix::event::poll(fds, left.as_ref()) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(errno) => return Err(os("poll")(errno)),
+            }
+        }
+    }
+
+    /// Sends `signal` to the child.
+    ///
+    /// A child that has already exited is not an error: sending to one that
+    /// was reaped through this handle is a no-op, and `ESRCH` (exited, not
+    /// reaped yet) is ignored.
+    ///
+    /// `pidfd_send_signal(pidfd, signal, NULL, 0)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `pidfd_send_signal` (`EPERM`, ...).
+    ///
+    /// # References
+    ///  - [Linux]
+    ///
+    /// [Linux]: https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match rustix::process::pidfd_send_signal(&self.pidfd, signal) {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(errno) => Err(os("pidfd_send_signal")(errno)),
+        }
+    }
+
+    /// Sends `SIGKILL` (see [`signal`](Child::signal)).
+    pub fn kill(&self) -> Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Sends `SIGTERM` (see [`signal`](Child::signal)).
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// `waitid(P_PIDFD, pidfd, options)`, retried on `EINTR`; stores the
+    /// status once the child is reaped.
+    fn reap(&mut self, options: WaitIdOptions) -> Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let found = loop {
+            match rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), options) {
+                Err(Errno::INTR) => continue,
+                other => break other.map_err(os("waitid"))?,
+            }
+        };
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let status = ExitStatus::from_waitid(&found);
+        // With WEXITED alone the kernel reports only exits and deaths by
+        // signal, both of which `from_waitid` maps.
+        debug_assert!(status.is_some(), "waitid reported {found:?}");
+        self.status = status;
+        Ok(status)
+    }
+}
+
+impl Drop for Child {
+    /// Reaps the child if it has already exited (one non-blocking `waitid`);
+    /// never blocks and never signals it.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.try_wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_start_time;
+
+    #[test]
+    fn start_time_after_last_paren() {
+        let mut buf = [0u8; 32];
+        let path = super::proc_stat_path(4_294_967_295, &mut buf).unwrap();
+        assert_eq!(path.to_bytes(), b"/proc/4294967295/stat");
+        let mut buf = [0u8; 32];
+        let path = super::proc_stat_path(0, &mut buf).unwrap();
+        assert_eq!(path.to_bytes(), b"/proc/0/stat");
+        let line = b"1234 (we ird) (name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615\n";
+        assert_eq!(parse_start_time(line), Some(987_654));
+        assert_eq!(parse_start_time(b"1 (x) S 1 2"), None);
+        assert_eq!(parse_start_time(b"no paren"), None);
+    }
+}

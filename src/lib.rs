@@ -1,0 +1,65 @@
+//! Python's `multiprocessing`, for Rust: processes, queues, locks,
+//! semaphores and shared values, over shared memory.
+//!
+//! ```
+//! use mproc::{Process, Queue, Value};
+//!
+//! let queue = Queue::<u64>::new(1024)?;
+//! let total = Value::new(0u64)?;
+//!
+//! let mut producer = {
+//!     let queue = queue.clone();
+//!     Process::spawn(move || (1..=1000).for_each(|n| queue.put(n)))?
+//! };
+//! let mut consumer = {
+//!     let (queue, total) = (queue.clone(), total.clone());
+//!     Process::spawn(move || {
+//!         for _ in 0..1000 {
+//!             *total.lock() += queue.get();
+//!         }
+//!     })?
+//! };
+//! producer.join()?;
+//! consumer.join()?;
+//! assert_eq!(total.get(), 500_500);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The crates
+//!
+//! * [`mproc_core`] (`#![no_std]`, no allocation): the algorithms, placed in
+//!   caller-provided shared memory and model-checked with loom: MPMC and
+//!   SPSC rings, mutex, semaphore, event, shared cells, layout headers.
+//! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
+//!   memfd, named), `fork` and pidfds, and the blocking types below.
+//! * [`mproc_pool`]: processes ([`Process`]).
+//!
+//! # Python → mproc
+//!
+//! | Python `multiprocessing` | mproc |
+//! |---|---|
+//! | `Process(target=f).start()`, `join()` | [`Process::spawn`]`(f)`, [`Process::join`] returns `f`'s value |
+//! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize` | [`Queue`]: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, batch `put_many` / `get_many` |
+//! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
+//! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
+//! | `Event()` | [`Event`] |
+//! | `Value('d', 0.0)`, `Array('i', range(10))` | [`Value`], [`Array`], each with its lock |
+//!
+//! Values in shared memory are plain old data: types that implement
+//! [`ShmSafe`] (integers, floats, arrays of them, and your `#[repr(C)]`
+//! structs of them).
+
+#![deny(missing_docs)]
+
+pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
+pub use mproc_core::semaphore::Overflow;
+pub use mproc_os::shm::Region;
+pub use mproc_os::{
+    Array, ArrayGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue,
+    Result, Semaphore, Value, ValueGuard, spsc,
+};
+pub use mproc_pool::{Process, ProcessError};
+
+pub use mproc_core;
+pub use mproc_os;
+pub use mproc_pool;

@@ -1,0 +1,206 @@
+//! Attaching to a region that does not hold what is asked for gives a typed
+//! error, never undefined behaviour.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+
+use common::{join, spawn};
+use mproc::mproc_core::layout::{LAYOUT_VERSION, MAGIC};
+use mproc::mproc_core::{LayoutError, ObjectKind};
+use mproc::{Array, Error, Lock, Queue, Region, Semaphore, Value};
+
+/// A memfd region holding a fresh `Queue<u64>` of 8 slots, and a second
+/// mapping of the same memory (as another process would have).
+fn queue_region() -> (Queue<u64>, Region) {
+    let size = Queue::<u64>::region_size(8).unwrap();
+    let region = Region::memfd("layout-test", size).unwrap();
+    let fd: OwnedFd = region.fd().unwrap().try_clone_to_owned().unwrap();
+    let queue = Queue::<u64>::create_in(region, 8).unwrap();
+    queue.put(42);
+    (queue, Region::from_fd(fd).unwrap())
+}
+
+/// Writes `value` at byte `offset` of `region`.
+fn poke<T: Copy>(region: &Region, offset: usize, value: T) {
+    assert!(offset + size_of::<T>() <= region.len());
+    // SAFETY: in bounds (checked), and these tests are the only users of the
+    // memory while they corrupt it.
+    unsafe { region.as_ptr().add(offset).cast::<T>().write_unaligned(value) };
+}
+
+fn layout_error(result: mproc::Result<impl Sized>) -> LayoutError {
+    match result {
+        Err(Error::Layout(error)) => error,
+        Err(other) => panic!("expected a layout error, got {other}"),
+        Ok(_) => panic!("expected a layout error, attached instead"),
+    }
+}
+
+fn second_mapping(region: &Region) -> Region {
+    Region::from_fd(region.fd().unwrap().try_clone_to_owned().unwrap()).unwrap()
+}
+
+#[test]
+fn intact_region_attaches_and_shares() {
+    let (queue, other) = queue_region();
+    let attached = Queue::<u64>::attach(other).unwrap();
+    assert_eq!(attached.capacity(), 8);
+    assert_eq!(attached.try_get(), Ok(42));
+    assert!(queue.is_empty(), "both handles see one queue");
+}
+
+#[test]
+fn wrong_magic() {
+    let (_queue, other) = queue_region();
+    poke(&other, 0, 0x1234_5678_u64);
+    assert_eq!(
+        layout_error(Queue::<u64>::attach(other)),
+        LayoutError::BadMagic { found: 0x1234_5678 }
+    );
+}
+
+#[test]
+fn wrong_version() {
+    let (_queue, other) = queue_region();
+    poke(&other, 8, LAYOUT_VERSION + 1);
+    assert_eq!(
+        layout_error(Queue::<u64>::attach(other)),
+        LayoutError::UnsupportedVersion {
+            found: LAYOUT_VERSION + 1,
+            supported: LAYOUT_VERSION
+        }
+    );
+}
+
+#[test]
+fn wrong_element_type() {
+    let (_queue, other) = queue_region();
+    match layout_error(Queue::<u32>::attach(other)) {
+        LayoutError::TypeMismatch { expected, found } => {
+            assert_eq!((expected.size, found.size), (4, 8));
+            assert_ne!(expected.name_hash, found.name_hash);
+        }
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+    // Same size and alignment, another type: the name hash tells them apart.
+    let (_queue, other) = queue_region();
+    assert!(matches!(
+        layout_error(Queue::<i64>::attach(other)),
+        LayoutError::TypeMismatch { .. }
+    ));
+}
+
+#[test]
+fn wrong_kind() {
+    let (_queue, other) = queue_region();
+    assert_eq!(
+        layout_error(Lock::attach(second_mapping(&other))),
+        LayoutError::WrongKind {
+            expected: ObjectKind::Mutex,
+            found: ObjectKind::MpmcQueue as u32
+        }
+    );
+    assert!(matches!(
+        layout_error(Semaphore::attach(other)),
+        LayoutError::WrongKind { .. }
+    ));
+    let array = Array::new(&[1u64, 2, 3]).unwrap();
+    let region = Region::memfd("array", Array::<u64>::region_size(3).unwrap()).unwrap();
+    let fd = region.fd().unwrap().try_clone_to_owned().unwrap();
+    Array::create_in(region, &array.to_vec()).unwrap();
+    assert!(matches!(
+        layout_error(Value::<u64>::attach(Region::from_fd(fd).unwrap())),
+        LayoutError::BadCapacity { capacity: 3, .. }
+    ));
+}
+
+#[test]
+fn wrong_size() {
+    // The header claims more bytes than its capacity implies.
+    let (_queue, other) = queue_region();
+    poke(&other, 16, 1_000_000u64);
+    assert!(matches!(
+        layout_error(Queue::<u64>::attach(other)),
+        LayoutError::SizeMismatch { recorded: 1_000_000, .. }
+    ));
+    // The capacity claims more slots than the region holds.
+    let (_queue, other) = queue_region();
+    poke(&other, 24, 1_000_000u64);
+    assert!(matches!(
+        layout_error(Queue::<u64>::attach(other)),
+        LayoutError::SizeMismatch { .. }
+    ));
+    // The region is shorter than the object.
+    let full = Queue::<u64>::region_size(8).unwrap();
+    let short = Region::memfd("short", full - 64).unwrap();
+    assert!(matches!(
+        layout_error(Queue::<u64>::create_in(short, 8)),
+        LayoutError::TooSmall { .. }
+    ));
+    let tiny = Region::memfd("tiny", 16).unwrap();
+    assert!(matches!(
+        layout_error(Queue::<u64>::attach(tiny)),
+        LayoutError::TooSmall { needed: 64, available: 16 }
+    ));
+}
+
+#[test]
+fn zeroed_and_random_regions() {
+    let zeroed = Region::anonymous(4096).unwrap();
+    assert_eq!(layout_error(Queue::<u64>::attach(zeroed)), LayoutError::NotReady);
+    // Deterministic noise (xorshift), many times over: always an error.
+    let noise = Region::anonymous(4096).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..1000 {
+        for offset in (0..4096).step_by(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            poke(&noise, offset, x);
+        }
+        if round % 2 == 1 {
+            // Half the time, a valid magic and version, garbage behind them.
+            poke(&noise, 0, MAGIC);
+            poke(&noise, 8, LAYOUT_VERSION);
+        }
+        let mapping = second_mapping_of_anonymous(&noise);
+        assert!(Queue::<u64>::attach(mapping).is_err());
+    }
+}
+
+/// Anonymous regions have no fd; copy the bytes into a memfd instead.
+fn second_mapping_of_anonymous(region: &Region) -> Region {
+    let copy = Region::memfd("noise", region.len()).unwrap();
+    // SAFETY: both regions are `len` bytes and private to this test.
+    unsafe { std::ptr::copy_nonoverlapping(region.as_ptr().as_ptr(), copy.as_ptr().as_ptr(), region.len()) };
+    copy
+}
+
+/// A named region corrupted by one process is refused, with the reason,
+/// by another.
+#[test]
+fn named_region_across_processes() {
+    let name = format!("mproc-layout-test-{}", std::process::id());
+    let region = Region::create_named(&name, Queue::<u64>::region_size(4).unwrap()).unwrap();
+    let queue = Queue::<u64>::create_in(region, 4).unwrap();
+    queue.put(7);
+    let mut good = spawn({
+        let name = name.clone();
+        move || Queue::<u64>::attach(Region::open_named(&name).unwrap()).map(|q| q.try_get().ok()).ok()
+    });
+    assert_eq!(join(&mut good), Some(Some(7)));
+    poke(queue.region(), 0, 0u64);
+    poke(queue.region(), 8, 1u32);
+    let mut bad = spawn({
+        let name = name.clone();
+        move || match Queue::<u64>::attach(Region::open_named(&name).unwrap()) {
+            Err(Error::Layout(error)) => error.to_string(),
+            Err(other) => format!("unexpected error: {other}"),
+            Ok(_) => "attached".to_owned(),
+        }
+    });
+    assert_eq!(join(&mut bad), LayoutError::BadMagic { found: 0 }.to_string());
+    drop(queue);
+    assert!(Region::open_named(&name).is_err(), "the creator unlinks the name");
+}
