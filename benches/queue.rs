@@ -39,10 +39,11 @@ const BATCH: usize = 64;
 
 /// Long-lived workers, started for each sample with the size of its work.
 struct Crew {
-    go: Semaphore,
+    /// One starting gun per worker, so a fast worker cannot take the permit
+    /// of a slow one and run a sample twice.
+    go: Vec<Semaphore>,
     done: Semaphore,
     work: Value<u64>,
-    size: u32,
     processes: Vec<Process<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -53,17 +54,17 @@ type Role = Arc<dyn Fn(usize, u64) + Send + Sync>;
 impl Crew {
     fn new() -> Self {
         Self {
-            go: Semaphore::new(0).unwrap(),
+            go: Vec::new(),
             done: Semaphore::new(0).unwrap(),
             work: Value::new(0).unwrap(),
-            size: 0,
             processes: Vec::new(),
             threads: Vec::new(),
         }
     }
 
-    fn worker(&self, index: usize, role: Role) -> impl FnOnce() + Send + 'static {
-        let (go, done, work) = (self.go.clone(), self.done.clone(), self.work.clone());
+    fn worker(&mut self, index: usize, role: Role) -> impl FnOnce() + Send + 'static {
+        self.go.push(Semaphore::new(0).unwrap());
+        let (go, done, work) = (self.go[index].clone(), self.done.clone(), self.work.clone());
         move || {
             loop {
                 go.acquire();
@@ -83,16 +84,15 @@ impl Crew {
             let worker = crew.worker(index, role.clone());
             crew.processes.push(Process::spawn(worker).unwrap());
         }
-        crew.size = workers as u32;
         crew
     }
 
     fn threads(workers: usize, role: Role) -> Self {
         let mut crew = Self::new();
         for index in 0..workers {
-            crew.threads.push(std::thread::spawn(crew.worker(index, role.clone())));
+            let worker = crew.worker(index, role.clone());
+            crew.threads.push(std::thread::spawn(worker));
         }
-        crew.size = workers as u32;
         crew
     }
 
@@ -100,8 +100,10 @@ impl Crew {
     fn run(&self, n: u64) -> Duration {
         self.work.set(n);
         let start = Instant::now();
-        self.go.release_n(self.size).unwrap();
-        for _ in 0..self.size {
+        for go in &self.go {
+            go.release().unwrap();
+        }
+        for _ in &self.go {
             self.done.acquire();
         }
         start.elapsed()
@@ -111,7 +113,9 @@ impl Crew {
 impl Drop for Crew {
     fn drop(&mut self) {
         self.work.set(STOP);
-        self.go.release_n(self.size).unwrap();
+        for go in &self.go {
+            go.release().unwrap();
+        }
         for process in &mut self.processes {
             process.join().unwrap();
         }
@@ -209,7 +213,13 @@ impl RawRing {
 
     fn slots(&self) -> *mut u64 {
         // SAFETY: the buffer follows the indices inside the region.
-        unsafe { self.region.as_ptr().as_ptr().add(size_of::<RawIndices>()).cast() }
+        unsafe {
+            self.region
+                .as_ptr()
+                .as_ptr()
+                .add(size_of::<RawIndices>())
+                .cast()
+        }
     }
 
     fn push_slice(&self, values: &[u64]) {
@@ -278,7 +288,9 @@ fn spsc_batch(c: &mut Criterion) {
         }
     });
     let crew = Crew::processes(2, role);
-    group.bench_function("mproc_spsc_batch64", |b| b.iter_custom(|iters| crew.run(iters)));
+    group.bench_function("mproc_spsc_batch64", |b| {
+        b.iter_custom(|iters| crew.run(iters))
+    });
     drop(crew);
 
     let ring = Arc::new(RawRing::new());
@@ -298,14 +310,19 @@ fn spsc_batch(c: &mut Criterion) {
         black_box(out);
     });
     let crew = Crew::processes(2, role);
-    group.bench_function("raw_ring_batch64", |b| b.iter_custom(|iters| crew.run(iters)));
+    group.bench_function("raw_ring_batch64", |b| {
+        b.iter_custom(|iters| crew.run(iters))
+    });
     group.finish();
 }
 
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
 
-    let (ping, pong) = (Queue::<u64>::new(16).unwrap(), Queue::<u64>::new(16).unwrap());
+    let (ping, pong) = (
+        Queue::<u64>::new(16).unwrap(),
+        Queue::<u64>::new(16).unwrap(),
+    );
     let mut echo = {
         let (ping, pong) = (ping.clone(), pong.clone());
         Process::spawn(move || {
@@ -386,13 +403,19 @@ fn median(id: &str) -> Option<f64> {
 
 /// Python's multiprocessing.Queue, messages per second, by workload.
 fn python_rates() -> Result<Vec<(String, f64)>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/queue_throughput.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/python/queue_throughput.py"
+    );
     let output = Command::new("python3")
         .args([script, "200000"])
         .output()
         .map_err(|e| format!("python3 not run ({e})"))?;
     if !output.status.success() {
-        return Err(format!("python3 failed: {}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "python3 failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -407,12 +430,17 @@ fn report() {
     let rate = |id: &str| median(id).map(|s| 1.0 / s);
     let python = python_rates();
     println!("\nmproc queue bench: medians of this run");
-    println!("{:<44} {:>14} {:>10} {:>8}", "comparison", "mproc", "ratio", "target");
-    let row = |name: &str, mine: Option<f64>, peer: Option<f64>, unit: &str, target: &str| {
-        match (mine, peer) {
-            (Some(m), Some(p)) => println!("{name:<44} {m:>10.2} {unit:<3} {:>9.2}x {target:>8}", m / p),
-            _ => println!("{name:<44} {:>14}", "not measured"),
+    println!(
+        "{:<44} {:>14} {:>10} {:>8}",
+        "comparison", "mproc", "ratio", "target"
+    );
+    let row = |name: &str, mine: Option<f64>, peer: Option<f64>, unit: &str, target: &str| match (
+        mine, peer,
+    ) {
+        (Some(m), Some(p)) => {
+            println!("{name:<44} {m:>10.2} {unit:<3} {:>9.2}x {target:>8}", m / p)
         }
+        _ => println!("{name:<44} {:>14}", "not measured"),
     };
     for pairs in [1, 2, 4] {
         let m = rate(&format!("throughput/mproc_processes/{pairs}p{pairs}c"));
@@ -449,7 +477,10 @@ fn report() {
         "M/s",
         ">= 0.5x",
     );
-    for (name, id) in [("round trip, mproc Queue", "mproc_queue"), ("round trip, mproc spsc", "mproc_spsc")] {
+    for (name, id) in [
+        ("round trip, mproc Queue", "mproc_queue"),
+        ("round trip, mproc spsc", "mproc_spsc"),
+    ] {
         let us = median(&format!("round_trip/{id}")).map(|s| s * 1e6);
         let pipe = median("round_trip/raw_pipe").map(|s| s * 1e6);
         match (us, pipe) {

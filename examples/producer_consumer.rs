@@ -66,7 +66,11 @@ impl<const N: usize> Message for [u64; N]
 where
     [u64; N]: Default,
 {
-    const NAME: &'static str = if N == 8 { "64-byte blob" } else { "256-byte blob" };
+    const NAME: &'static str = if N == 8 {
+        "64-byte blob"
+    } else {
+        "256-byte blob"
+    };
     fn make(producer: u64, seq: u64) -> Self {
         let first = id(producer, seq);
         std::array::from_fn(|i| first.wrapping_add(i as u64).rotate_left(i as u32))
@@ -81,6 +85,9 @@ where
         self.iter().fold(0u64, |acc, &word| mix(acc ^ word))
     }
 }
+
+const USAGE: &str = "usage: producer_consumer [--producers N] [--consumers N] \
+    [--messages N] [--kind u64|b64|b256] [--capacity N] [--batch N]";
 
 struct Options {
     producers: u64,
@@ -105,7 +112,7 @@ impl Options {
         while let Some(flag) = args.next() {
             let value = args
                 .next()
-                .ok_or_else(|| format!("{flag} needs a value"))?;
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
             let number = || {
                 value
                     .parse::<u64>()
@@ -123,7 +130,7 @@ impl Options {
                     options.kind = value
                 }
                 "--kind" => return Err(format!("--kind is u64, b64 or b256, not {value:?}")),
-                _ => return Err(format!("unknown option {flag}")),
+                _ => return Err(format!("unknown option {flag}\n{USAGE}")),
             }
         }
         if options.producers > 1 << 20 || options.messages >= 1 << 40 {
@@ -231,12 +238,19 @@ fn run<M: Message>(o: &Options) -> Result<bool, Box<dyn std::error::Error>> {
 
     let ok = sent == received && sent.0 == o.messages && queue.is_empty();
     let rate = o.messages as f64 / elapsed;
-    println!("  sent      {:>12} messages   checksum {:#018x}", sent.0, sent.1);
+    println!(
+        "  sent      {:>12} messages   checksum {:#018x}",
+        sent.0, sent.1
+    );
     println!(
         "  received  {:>12} messages   checksum {:#018x}   {}",
         received.0,
         received.1,
-        if ok { "OK: nothing lost, nothing duplicated" } else { "MISMATCH" }
+        if ok {
+            "OK: nothing lost, nothing duplicated"
+        } else {
+            "MISMATCH"
+        }
     );
     println!(
         "  time      {elapsed:>12.3} s          {:.2} M msg/s   {:.0} MB/s",
@@ -247,6 +261,10 @@ fn run<M: Message>(o: &Options) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let options = match Options::parse() {
         Ok(options) => options,
         Err(message) => {

@@ -51,14 +51,19 @@
 
 #![deny(missing_docs)]
 
-pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_core::semaphore::Overflow;
+pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue,
     Result, Semaphore, Value, ValueGuard, spsc,
 };
 pub use mproc_pool::{Process, ProcessError};
+
+/// The code blocks of `README.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use mproc_core;
 pub use mproc_os;

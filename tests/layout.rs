@@ -26,7 +26,13 @@ fn poke<T: Copy>(region: &Region, offset: usize, value: T) {
     assert!(offset + size_of::<T>() <= region.len());
     // SAFETY: in bounds (checked), and these tests are the only users of the
     // memory while they corrupt it.
-    unsafe { region.as_ptr().add(offset).cast::<T>().write_unaligned(value) };
+    unsafe {
+        region
+            .as_ptr()
+            .add(offset)
+            .cast::<T>()
+            .write_unaligned(value)
+    };
 }
 
 fn layout_error(result: mproc::Result<impl Sized>) -> LayoutError {
@@ -122,7 +128,10 @@ fn wrong_size() {
     poke(&other, 16, 1_000_000u64);
     assert!(matches!(
         layout_error(Queue::<u64>::attach(other)),
-        LayoutError::SizeMismatch { recorded: 1_000_000, .. }
+        LayoutError::SizeMismatch {
+            recorded: 1_000_000,
+            ..
+        }
     ));
     // The capacity claims more slots than the region holds.
     let (_queue, other) = queue_region();
@@ -141,14 +150,20 @@ fn wrong_size() {
     let tiny = Region::memfd("tiny", 16).unwrap();
     assert!(matches!(
         layout_error(Queue::<u64>::attach(tiny)),
-        LayoutError::TooSmall { needed: 64, available: 16 }
+        LayoutError::TooSmall {
+            needed: 64,
+            available: 16
+        }
     ));
 }
 
 #[test]
 fn zeroed_and_random_regions() {
     let zeroed = Region::anonymous(4096).unwrap();
-    assert_eq!(layout_error(Queue::<u64>::attach(zeroed)), LayoutError::NotReady);
+    assert_eq!(
+        layout_error(Queue::<u64>::attach(zeroed)),
+        LayoutError::NotReady
+    );
     // Deterministic noise (xorshift), many times over: always an error.
     let noise = Region::anonymous(4096).unwrap();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -173,7 +188,13 @@ fn zeroed_and_random_regions() {
 fn second_mapping_of_anonymous(region: &Region) -> Region {
     let copy = Region::memfd("noise", region.len()).unwrap();
     // SAFETY: both regions are `len` bytes and private to this test.
-    unsafe { std::ptr::copy_nonoverlapping(region.as_ptr().as_ptr(), copy.as_ptr().as_ptr(), region.len()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            region.as_ptr().as_ptr(),
+            copy.as_ptr().as_ptr(),
+            region.len(),
+        )
+    };
     copy
 }
 
@@ -187,7 +208,11 @@ fn named_region_across_processes() {
     queue.put(7);
     let mut good = spawn({
         let name = name.clone();
-        move || Queue::<u64>::attach(Region::open_named(&name).unwrap()).map(|q| q.try_get().ok()).ok()
+        move || {
+            Queue::<u64>::attach(Region::open_named(&name).unwrap())
+                .map(|q| q.try_get().ok())
+                .ok()
+        }
     });
     assert_eq!(join(&mut good), Some(Some(7)));
     poke(queue.region(), 0, 0u64);
@@ -200,7 +225,13 @@ fn named_region_across_processes() {
             Ok(_) => "attached".to_owned(),
         }
     });
-    assert_eq!(join(&mut bad), LayoutError::BadMagic { found: 0 }.to_string());
+    assert_eq!(
+        join(&mut bad),
+        LayoutError::BadMagic { found: 0 }.to_string()
+    );
     drop(queue);
-    assert!(Region::open_named(&name).is_err(), "the creator unlinks the name");
+    assert!(
+        Region::open_named(&name).is_err(),
+        "the creator unlinks the name"
+    );
 }

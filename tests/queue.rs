@@ -20,7 +20,9 @@ fn one_producer_one_consumer_in_order() {
         let queue = queue.clone();
         move || {
             for expected in 0..MILLION {
-                let got = queue.get_timeout(WATCHDOG).expect("a value before the watchdog");
+                let got = queue
+                    .get_timeout(WATCHDOG)
+                    .expect("a value before the watchdog");
                 assert_eq!(got, expected, "out of order or lost");
             }
             queue.try_get() == Err(GetError::Empty)
@@ -80,7 +82,10 @@ fn four_producers_four_consumers_lose_nothing() {
             spawn(move || {
                 let mut got = Vec::new();
                 loop {
-                    match queue.get_timeout(WATCHDOG).expect("a value before the watchdog") {
+                    match queue
+                        .get_timeout(WATCHDOG)
+                        .expect("a value before the watchdog")
+                    {
                         STOP => return got,
                         value => got.push(value),
                     }
@@ -102,12 +107,17 @@ fn four_producers_four_consumers_lose_nothing() {
         join(producer);
     }
     for _ in 0..4 {
-        queue.put_timeout(STOP, WATCHDOG).expect("room for the stop values");
+        queue
+            .put_timeout(STOP, WATCHDOG)
+            .expect("room for the stop values");
     }
-    let mut received: Vec<u64> = consumers.iter_mut().flat_map(|c| join(c)).collect();
+    let mut received: Vec<u64> = consumers.iter_mut().flat_map(join).collect();
     received.sort_unstable();
     assert_eq!(received.len() as u64, MILLION);
-    assert!(received.iter().copied().eq(0..MILLION), "a value was lost or duplicated");
+    assert!(
+        received.iter().copied().eq(0..MILLION),
+        "a value was lost or duplicated"
+    );
     assert!(queue.is_empty());
 }
 
@@ -131,7 +141,10 @@ fn get_timeout_on_empty_queue() {
     queue.put_timeout(7, WATCHDOG).unwrap();
     let (first, waited, second) = join(&mut child);
     assert_eq!(first, None, "nothing to get yet");
-    assert!(waited >= Duration::from_millis(200), "returned early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(200),
+        "returned early: {waited:?}"
+    );
     assert_eq!(second, Some(7));
 }
 
@@ -147,12 +160,19 @@ fn put_timeout_on_full_queue() {
         move || {
             let start = Instant::now();
             let put = queue.put_timeout(3, Duration::from_millis(200));
-            (put.map_err(PutError::into_inner), start.elapsed(), queue.try_put(4).map_err(PutError::into_inner))
+            (
+                put.map_err(PutError::into_inner),
+                start.elapsed(),
+                queue.try_put(4).map_err(PutError::into_inner),
+            )
         }
     });
     let (put, waited, try_put) = join(&mut child);
     assert_eq!(put, Err(3), "the value comes back");
-    assert!(waited >= Duration::from_millis(200), "returned early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(200),
+        "returned early: {waited:?}"
+    );
     assert_eq!(try_put, Err(4));
     let mut out = [0; 4];
     assert_eq!(queue.try_get_many(&mut out), 2);
@@ -166,7 +186,11 @@ fn sleeping_consumer_is_woken() {
     let queue = Queue::<u64>::new(1).unwrap();
     let mut consumer = spawn({
         let queue = queue.clone();
-        move || (0..100).map(|_| queue.get_timeout(WATCHDOG).unwrap()).sum::<u64>()
+        move || {
+            (0..100)
+                .map(|_| queue.get_timeout(WATCHDOG).unwrap())
+                .sum::<u64>()
+        }
     });
     for n in 0..100 {
         // Give the consumer time to fall asleep between values.
@@ -210,5 +234,9 @@ fn spsc_in_order() {
         tx.push_timeout(STOP, Duration::ZERO).is_ok()
     });
     assert!(join(&mut producer), "the stop value fits");
-    assert_eq!(join(&mut consumer), Some(STOP), "nothing between the last value and the stop");
+    assert_eq!(
+        join(&mut consumer),
+        Some(STOP),
+        "nothing between the last value and the stop"
+    );
 }

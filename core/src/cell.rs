@@ -74,7 +74,7 @@ unsafe impl<T: ShmSafe> Send for SharedCell<T> {}
 // SAFETY: as for `Send`.
 unsafe impl<T: ShmSafe> Sync for SharedCell<T> {}
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(UnsafeCell<u64>, u64);
 
 impl<T: ShmSafe> SharedCell<T> {
@@ -253,7 +253,7 @@ impl<T: ShmSafe, W: Wait> CellGuard<'_, T, W> {
     }
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 impl<T: ShmSafe, W: Wait> core::ops::Deref for CellGuard<'_, T, W> {
     type Target = [T];
 
@@ -266,7 +266,7 @@ impl<T: ShmSafe, W: Wait> core::ops::Deref for CellGuard<'_, T, W> {
     }
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 impl<T: ShmSafe, W: Wait> core::ops::DerefMut for CellGuard<'_, T, W> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and the guard is borrowed mutably, so this

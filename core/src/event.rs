@@ -44,9 +44,9 @@ pub struct RawEvent {
     state: AtomicU32,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RawEvent, u32);
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawEvent, u32);
 
 impl RawEvent {

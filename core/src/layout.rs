@@ -118,7 +118,7 @@ pub struct Epochs {
     pub(crate) space: AtomicU32,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(Epochs, [u32; 2]);
 
 impl Epochs {
@@ -273,7 +273,7 @@ pub struct Header {
     creator_start: AtomicU64,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 mod header_layout {
     use super::Header;
     use core::mem::offset_of;
@@ -329,7 +329,7 @@ impl Header {
     /// Reads and checks the header at the start of `mem`.
     ///
     /// On success the header is complete (its version was read with
-    /// `Acquire`, pairing with the creator's `Release` in [`Header::publish`]),
+    /// `Acquire`, pairing with the creator's `Release` in `Header::publish`),
     /// so everything the creator wrote before publishing is visible.
     ///
     /// # Safety

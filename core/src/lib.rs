@@ -18,7 +18,7 @@
 //! Blocking calls spin for [`Wait::spin_rounds`] rounds, then sleep; a
 //! wake-up is issued only when somebody sleeps. Every algorithm is model
 //! checked with [loom] (`core/tests/loom_*.rs`, built with
-//! `RUSTFLAGS="--cfg mproc_loom"`).
+//! `RUSTFLAGS="--cfg loom"`).
 //!
 //! [mproc]: https://docs.rs/mproc
 //! [loom]: https://docs.rs/loom
@@ -28,7 +28,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(mproc_loom)]
+#[cfg(loom)]
 extern crate std;
 
 pub mod cell;
@@ -41,7 +41,7 @@ pub mod spsc;
 pub mod sync;
 pub mod wait;
 
-#[cfg(mproc_loom)]
+#[cfg(loom)]
 pub mod model;
 
 use core::fmt;

@@ -1,5 +1,5 @@
 //! A model of the futex for the loom checks (compiled under
-//! `--cfg mproc_loom` only).
+//! `--cfg loom` only).
 //!
 //! [`ModelWait`] keeps one wait queue behind a loom mutex: `wait` checks the
 //! word and enqueues under the mutex, `wake` dequeues under it, so a waker
@@ -21,6 +21,9 @@
 //! the threads that have not been yielding (the claimer), as a real
 //! scheduler would.
 
+// Bookkeeping of the model, not shared state under test: a plain std
+// atomic that loom does not explore.
+#[allow(clippy::disallowed_types)]
 use std::sync::atomic::AtomicBool;
 use std::vec::Vec;
 
@@ -51,6 +54,7 @@ pub struct ModelWait {
     woken: Condvar,
     /// Whether this execution has stopped branching. Bookkeeping of the
     /// model, not shared state under test, hence a plain std atomic.
+    #[allow(clippy::disallowed_types)]
     stopped: AtomicBool,
 }
 

@@ -40,8 +40,17 @@
 //! path makes no syscall, and a wake-up is issued only when someone is asleep.
 //! Sleepers remove themselves from the count when they wake, for any reason.
 //!
-//! Each slot also records the [`OwnerId`] of the last process that claimed it,
-//! so that a claimer that dies between claim and publish can be identified.
+//! # Stamps
+//!
+//! A stamp is one 64-bit word: the position in its low 42 bits (positions
+//! modulo 2^42; a lap always divides 2^42, and `head` / `tail` keep 52 bits,
+//! so a stale claimer still fails its CAS), and in its high 22 bits the
+//! [`OwnerId`] of the last party that claimed the slot. A claimer first
+//! stores its id into the stamp, keeping the position, then moves the
+//! value, then publishes the next position with its id. So a claimer that
+//! dies between claim and publish can be identified
+//! ([`Mpmc::claimer`]), and a `u64` slot is 16 bytes: four to a cache line,
+//! none straddling two.
 //!
 //! # Progress
 //!
@@ -60,7 +69,7 @@ use crate::layout::{
     self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
 };
 use crate::sync::{
-    AtomicU32, AtomicU64, Ordering, UnsafeCell, fence, init_cell, init_u32, init_u64,
+    AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u64,
 };
 use crate::wait::{OwnerId, Wait};
 use crate::{PopError, PushError, ShmSafe, TypeFingerprint, as_uninit};
@@ -72,8 +81,25 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 const SLEEPER_ONE: u64 = 1 << POS_BITS;
 /// The most sleepers a word can count; more wait by polling.
 const SLEEPER_MAX: u64 = (1 << 11) - 1;
-/// The largest capacity: `one_lap` must leave room for laps in 52 bits.
+/// The largest capacity: `one_lap` must divide 2^42 (the stamp positions).
 const MAX_CAPACITY: u64 = 1 << 40;
+/// Bits of a stamp that hold the position.
+const STAMP_POS_BITS: u32 = 42;
+const STAMP_POS_MASK: u64 = (1 << STAMP_POS_BITS) - 1;
+
+const _: () = assert!(OwnerId::MAX as u64 <= u64::MAX >> STAMP_POS_BITS);
+
+/// The stamp for position `pos` claimed by `id`.
+#[inline]
+fn stamp(pos: u64, id: OwnerId) -> u64 {
+    (pos & STAMP_POS_MASK) | (u64::from(id.get()) << STAMP_POS_BITS)
+}
+
+/// Whether `stamp` holds position `pos` (compared modulo 2^42).
+#[inline]
+fn stamp_is(stamp: u64, pos: u64) -> bool {
+    (stamp ^ pos) & STAMP_POS_MASK == 0
+}
 
 #[inline]
 fn pos(word: u64) -> u64 {
@@ -98,13 +124,12 @@ pub struct MpmcState {
 #[derive(Debug)]
 #[repr(C)]
 pub struct MpmcSlot<T> {
+    /// Position and claimer: see [Stamps](self#stamps).
     stamp: AtomicU64,
-    claimer: AtomicU32,
-    reserved: AtomicU32,
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 mod pinned {
     use super::{MpmcSlot, MpmcState};
     use core::mem::offset_of;
@@ -115,12 +140,12 @@ mod pinned {
     const_assert_eq!(offset_of!(MpmcState, tail), 0);
     const_assert_eq!(offset_of!(MpmcState, head), 128);
     const_assert_eq!(offset_of!(MpmcState, epochs), 256);
-    assert_eq_size!(MpmcSlot<u64>, [u64; 3]);
+    assert_eq_size!(MpmcSlot<u64>, [u64; 2]);
     assert_eq_align!(MpmcSlot<u64>, u64);
-    assert_eq_size!(MpmcSlot<[u8; 64]>, [u64; 10]);
+    assert_eq_size!(MpmcSlot<u8>, [u64; 2]);
+    assert_eq_size!(MpmcSlot<[u8; 64]>, [u64; 9]);
     const_assert_eq!(offset_of!(MpmcSlot<u64>, stamp), 0);
-    const_assert_eq!(offset_of!(MpmcSlot<u64>, claimer), 8);
-    const_assert_eq!(offset_of!(MpmcSlot<u64>, value), 16);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, value), 8);
 }
 
 /// A process-local handle to a ring in shared memory.
@@ -248,8 +273,6 @@ impl<T: ShmSafe> Mpmc<T> {
             for i in 0..capacity as usize {
                 let slot = parts.elems.as_ptr().add(i);
                 init_u64(&raw mut (*slot).stamp, i as u64);
-                init_u32(&raw mut (*slot).claimer, 0);
-                init_u32(&raw mut (*slot).reserved, 0);
                 init_cell(&raw mut (*slot).value, MaybeUninit::uninit());
             }
             parts.publish();
@@ -375,11 +398,20 @@ impl<T: ShmSafe> Mpmc<T> {
         self.len() == self.capacity as usize
     }
 
+    /// The owner id of the last party that claimed slot `index` (`None` if
+    /// nobody has yet, or `index` is not a slot): the party to suspect when
+    /// the ring stops moving at that slot.
+    pub fn claimer(&self, index: usize) -> Option<OwnerId> {
+        let slot = self.slot(index as u64)?;
+        OwnerId::new((slot.stamp.load(Ordering::Relaxed) >> STAMP_POS_BITS) as u32)
+    }
+
     /// Tries to claim up to `want` positions for pushing.
     #[inline]
     fn claim_push(&self, want: usize) -> Claim {
         let state = self.state();
         let mut word = state.tail.load(Ordering::Relaxed);
+        let mut backoff = Backoff::default();
         loop {
             let tail = pos(word);
             let index = tail & (self.one_lap - 1);
@@ -389,13 +421,15 @@ impl<T: ShmSafe> Mpmc<T> {
             // Acquire pairs with the consumer's Release store that emptied
             // the slot, so our write cannot overtake its read.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == tail {
+            if stamp_is(stamp, tail) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
                 while count < room {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
-                        Some(next) if next.stamp.load(Ordering::Acquire) == tail + count => {
+                        Some(next)
+                            if stamp_is(next.stamp.load(Ordering::Acquire), tail + count) =>
+                        {
                             count += 1
                         }
                         _ => break,
@@ -417,10 +451,10 @@ impl<T: ShmSafe> Mpmc<T> {
                     }
                     Err(current) => {
                         word = current;
-                        crate::sync::spin_hint();
+                        backoff.spin();
                     }
                 }
-            } else if (stamp.wrapping_add(self.one_lap)) & POS_MASK == (tail + 1) & POS_MASK {
+            } else if stamp_is(stamp.wrapping_add(self.one_lap), tail + 1) {
                 // The slot still holds the value pushed one lap ago. Full,
                 // unless a consumer has claimed it and is reading it now.
                 fence(Ordering::SeqCst);
@@ -431,6 +465,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 return Claim::Busy;
             } else {
                 // Another producer took this position: catch up with `tail`.
+                backoff.spin();
                 let current = state.tail.load(Ordering::Relaxed);
                 if current == word {
                     // `tail` did not move: a producer one lap behind has not
@@ -447,6 +482,7 @@ impl<T: ShmSafe> Mpmc<T> {
     fn claim_pop(&self, want: usize) -> Claim {
         let state = self.state();
         let mut word = state.head.load(Ordering::Relaxed);
+        let mut backoff = Backoff::default();
         loop {
             let head = pos(word);
             let index = head & (self.one_lap - 1);
@@ -456,13 +492,15 @@ impl<T: ShmSafe> Mpmc<T> {
             // Acquire pairs with the producer's Release store that published
             // the value.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == head + 1 {
+            if stamp_is(stamp, head + 1) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
                 while count < room {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
-                        Some(next) if next.stamp.load(Ordering::Acquire) == head + count + 1 => {
+                        Some(next)
+                            if stamp_is(next.stamp.load(Ordering::Acquire), head + count + 1) =>
+                        {
                             count += 1
                         }
                         _ => break,
@@ -484,10 +522,10 @@ impl<T: ShmSafe> Mpmc<T> {
                     }
                     Err(current) => {
                         word = current;
-                        crate::sync::spin_hint();
+                        backoff.spin();
                     }
                 }
-            } else if stamp == head {
+            } else if stamp_is(stamp, head) {
                 // Empty, unless a producer has claimed the slot and is
                 // writing it now.
                 fence(Ordering::SeqCst);
@@ -497,6 +535,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 }
                 return Claim::Busy;
             } else {
+                backoff.spin();
                 let current = state.head.load(Ordering::Relaxed);
                 if current == word {
                     return Claim::Busy;
@@ -528,18 +567,24 @@ impl<T: ShmSafe> Mpmc<T> {
     #[inline]
     unsafe fn fill(&self, id: OwnerId, pos: u64, values: &[T]) {
         let index = pos & (self.one_lap - 1);
-        for (offset, value) in values.iter().enumerate() {
-            let offset = offset as u64;
+        let count = values.len() as u64;
+        // Sign the claim first, for every slot of the run, so that if we
+        // die before publishing, the slot that holds everyone up names us.
+        for offset in 0..count {
             // SAFETY: a claimed position (caller).
             let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.claimer.store(id.get(), Ordering::Relaxed);
+            slot.stamp.store(stamp(pos + offset, id), Ordering::Relaxed);
+        }
+        for (offset, value) in (0..count).zip(values) {
+            // SAFETY: a claimed position (caller).
+            let slot = unsafe { self.claimed_slot(index, offset) };
             // SAFETY: our CAS on `tail` made this position ours alone until
             // we publish it below; no reader touches an unpublished slot.
             slot.value
                 .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(*value)) });
             // Release pairs with the consumer's Acquire load in `claim_pop`.
             slot.stamp
-                .store((pos + offset + 1) & POS_MASK, Ordering::Release);
+                .store(stamp(pos + offset + 1, id), Ordering::Release);
         }
     }
 
@@ -551,11 +596,17 @@ impl<T: ShmSafe> Mpmc<T> {
     #[inline]
     unsafe fn drain(&self, id: OwnerId, pos: u64, out: &mut [MaybeUninit<T>]) {
         let index = pos & (self.one_lap - 1);
-        for (offset, value) in out.iter_mut().enumerate() {
-            let offset = offset as u64;
+        let count = out.len() as u64;
+        // Sign the claim first, as in `fill`.
+        for offset in 0..count {
             // SAFETY: a claimed position (caller).
             let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.claimer.store(id.get(), Ordering::Relaxed);
+            slot.stamp
+                .store(stamp(pos + offset + 1, id), Ordering::Relaxed);
+        }
+        for (offset, value) in (0..count).zip(out.iter_mut()) {
+            // SAFETY: a claimed position (caller).
+            let slot = unsafe { self.claimed_slot(index, offset) };
             // SAFETY: our CAS on `head` made this published position ours
             // alone; the producer's write happened before its Release store
             // that our Acquire load saw, and `T: ShmSafe` is valid for any
@@ -563,7 +614,7 @@ impl<T: ShmSafe> Mpmc<T> {
             *value = slot.value.with(|cell| unsafe { *cell });
             // Release pairs with the producer's Acquire load in `claim_push`.
             slot.stamp
-                .store((pos + offset + self.one_lap) & POS_MASK, Ordering::Release);
+                .store(stamp(pos + offset + self.one_lap, id), Ordering::Release);
         }
     }
 
@@ -699,12 +750,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// value is still being written by a producer that has not finished.
     #[inline]
     pub fn try_pop<W: Wait>(&self, w: &W, id: OwnerId) -> Result<T, PopError> {
-        let mut value = MaybeUninit::uninit();
-        match self.pop_into(w, id, core::slice::from_mut(&mut value), Patience::None) {
-            // SAFETY: `pop_into` initialized the one value it reports.
-            1 => Ok(unsafe { value.assume_init() }),
-            _ => Err(PopError::Empty),
-        }
+        self.pop_now(w, id).ok_or(PopError::Empty)
     }
 
     /// Pops the oldest value, waiting for one until `deadline` (`None`:
@@ -716,6 +762,9 @@ impl<T: ShmSafe> Mpmc<T> {
         id: OwnerId,
         deadline: Option<W::Deadline>,
     ) -> Result<T, PopError> {
+        if let Some(value) = self.pop_now(w, id) {
+            return Ok(value);
+        }
         let mut value = MaybeUninit::uninit();
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
         match self.pop_into(w, id, core::slice::from_mut(&mut value), patience) {
@@ -723,6 +772,21 @@ impl<T: ShmSafe> Mpmc<T> {
             1 => Ok(unsafe { value.assume_init() }),
             _ => Err(PopError::Empty),
         }
+    }
+
+    /// The fast path of the single pops, kept small enough to inline: one
+    /// claim attempt, no waiting.
+    #[inline]
+    fn pop_now<W: Wait>(&self, w: &W, id: OwnerId) -> Option<T> {
+        let Claim::Got { pos, word, .. } = self.claim_pop(1) else {
+            return None;
+        };
+        let mut value = MaybeUninit::uninit();
+        // SAFETY: `pos` was claimed just now.
+        unsafe { self.drain(id, pos, core::slice::from_mut(&mut value)) };
+        Self::wake_sleepers(w, &self.state().epochs.space, word, 1);
+        // SAFETY: `drain` initialized the value.
+        Some(unsafe { value.assume_init() })
     }
 
     /// Pops up to `out.len()` values that are ready now, oldest first, and

@@ -55,9 +55,9 @@ pub struct RawMutex {
     state: AtomicU32,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RawMutex, u32);
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawMutex, u32);
 
 impl RawMutex {

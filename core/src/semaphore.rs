@@ -81,9 +81,9 @@ pub struct RawSemaphore {
     state: AtomicU32,
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RawSemaphore, u32);
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawSemaphore, u32);
 
 impl RawSemaphore {

@@ -59,7 +59,7 @@ pub struct SpscState {
 /// One slot of the ring.
 type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 mod pinned {
     use super::{Slot, SpscState};
     use core::mem::offset_of;

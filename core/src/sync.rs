@@ -2,7 +2,7 @@
 //!
 //! Every algorithm in this crate imports its atomics, fences and cells from
 //! here. In a normal build they are `core`'s; built with
-//! `RUSTFLAGS="--cfg mproc_loom"` they are [loom]'s, so the models in
+//! `RUSTFLAGS="--cfg loom"` they are [loom]'s, so the models in
 //! `core/tests/loom_*.rs` explore every interleaving of the real code. The cfg
 //! is named for mproc alone so that it does not flip loom support in other
 //! crates. `core/clippy.toml` forbids naming `core::sync::atomic` anywhere else.
@@ -12,11 +12,11 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub use core::sync::atomic::Ordering;
-#[cfg(mproc_loom)]
+#[cfg(loom)]
 pub use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
 
 /// An atomic fence (`core::sync::atomic::fence`, or loom's).
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 #[inline]
 pub fn fence(order: Ordering) {
     core::sync::atomic::fence(order);
@@ -25,10 +25,10 @@ pub fn fence(order: Ordering) {
 /// Defines a `repr(transparent)` newtype over a `core` atomic with the subset
 /// of its API that mproc uses, so that clippy's `disallowed-types` can keep
 /// the `core` type out of every other module.
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 macro_rules! atomic_newtype {
     ($name:ident, $inner:ty, $int:ty) => {
-        #[doc = concat!("`", stringify!($inner), "` (loom's under `--cfg mproc_loom`).")]
+        #[doc = concat!("`", stringify!($inner), "` (loom's under `--cfg loom`).")]
         #[derive(Debug, Default)]
         #[repr(transparent)]
         pub struct $name($inner);
@@ -115,28 +115,51 @@ macro_rules! atomic_newtype {
     };
 }
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 atomic_newtype!(AtomicU32, core::sync::atomic::AtomicU32, u32);
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 atomic_newtype!(AtomicU64, core::sync::atomic::AtomicU64, u64);
 
 /// Tells the CPU (or the model checker) that this thread is busy-waiting.
 #[inline]
 pub(crate) fn spin_hint() {
-    #[cfg(not(mproc_loom))]
+    #[cfg(not(loom))]
     core::hint::spin_loop();
-    #[cfg(mproc_loom)]
+    #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// Exponential back-off after a lost race (a failed CAS, a slot a peer is
+/// in the middle of updating): `1 << min(step, 6)` spin hints, so that
+/// contending parties spread out instead of hammering one cache line.
+/// Under loom, one yield (the model only needs to know we are waiting).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// Spins for the current step and lengthens the next one.
+    #[inline]
+    pub(crate) fn spin(&mut self) {
+        #[cfg(not(loom))]
+        for _ in 0..1u32 << self.step.min(6) {
+            core::hint::spin_loop();
+        }
+        #[cfg(loom)]
+        loom::thread::yield_now();
+        self.step = self.step.saturating_add(1);
+    }
 }
 
 /// `core::cell::UnsafeCell` behind loom's closure API (`with` / `with_mut`),
 /// so that loom can check every access to a slot or cell for data races.
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 #[repr(transparent)]
 #[derive(Debug)]
 pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 
-#[cfg(not(mproc_loom))]
+#[cfg(not(loom))]
 impl<T> UnsafeCell<T> {
     /// Runs `f` with a shared pointer to the contents.
     #[inline]
@@ -151,7 +174,7 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-#[cfg(mproc_loom)]
+#[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
 
 /// Writes `value` into the not-yet-shared atomic at `ptr`.
@@ -165,13 +188,13 @@ pub(crate) use loom::cell::UnsafeCell;
 /// memory (any contents) that no other thread or process uses yet.
 #[inline]
 pub(crate) unsafe fn init_u32(ptr: *mut AtomicU32, value: u32) {
-    #[cfg(not(mproc_loom))]
+    #[cfg(not(loom))]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and initialized;
     // every bit pattern is a valid `AtomicU32`.
     unsafe {
         (*ptr).store(value, Ordering::Relaxed)
     };
-    #[cfg(mproc_loom)]
+    #[cfg(loom)]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and unshared.
     unsafe {
         ptr.write(AtomicU32::new(value))
@@ -184,13 +207,13 @@ pub(crate) unsafe fn init_u32(ptr: *mut AtomicU32, value: u32) {
 /// As for [`init_u32`].
 #[inline]
 pub(crate) unsafe fn init_u64(ptr: *mut AtomicU64, value: u64) {
-    #[cfg(not(mproc_loom))]
+    #[cfg(not(loom))]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and initialized;
     // every bit pattern is a valid `AtomicU64`.
     unsafe {
         (*ptr).store(value, Ordering::Relaxed)
     };
-    #[cfg(mproc_loom)]
+    #[cfg(loom)]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and unshared.
     unsafe {
         ptr.write(AtomicU64::new(value))
@@ -206,13 +229,13 @@ pub(crate) unsafe fn init_u64(ptr: *mut AtomicU64, value: u64) {
 /// `ptr` is aligned, valid for writes, and not used by anybody else yet.
 #[inline]
 pub(crate) unsafe fn init_cell<T>(ptr: *mut UnsafeCell<T>, value: T) {
-    #[cfg(not(mproc_loom))]
+    #[cfg(not(loom))]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and unshared, and
     // `UnsafeCell<T>` is `repr(transparent)` over `T`.
     unsafe {
         ptr.cast::<T>().write(value)
     };
-    #[cfg(mproc_loom)]
+    #[cfg(loom)]
     // SAFETY: the caller guarantees `ptr` is aligned, valid and unshared.
     unsafe {
         ptr.write(UnsafeCell::new(value))

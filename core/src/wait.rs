@@ -6,7 +6,7 @@
 //! word calls [`Wait::wake`]. `mproc-os` implements the trait with the Linux
 //! futex syscall on *shared* (not private) futexes, so sleepers and wakers may
 //! live in different processes; the loom models implement it with a mutex and
-//! a condition variable (see `ModelWait`, compiled under `--cfg mproc_loom`).
+//! a condition variable (see `ModelWait`, compiled under `--cfg loom`).
 
 use core::fmt;
 
@@ -119,9 +119,10 @@ impl Wait for Spin {
 pub struct OwnerId(core::num::NonZeroU32);
 
 impl OwnerId {
-    /// The largest id: owner ids take the low 30 bits of a mutex word
-    /// (Linux pids are below 2^22).
-    pub const MAX: u32 = (1 << 30) - 1;
+    /// The largest id: owner ids take 22 bits of a queue slot's stamp and
+    /// the low bits of a mutex word. Linux pids are below 2^22
+    /// (`PID_MAX_LIMIT`), so every pid is a valid id.
+    pub const MAX: u32 = (1 << 22) - 1;
 
     /// `id`, if it is in `1..=OwnerId::MAX`.
     pub const fn new(id: u32) -> Option<Self> {

@@ -1,6 +1,6 @@
 //! Loom model of the lock-protected shared cell. Run with
-//! `RUSTFLAGS="--cfg mproc_loom" cargo test -p mproc-core --release --test loom_cell`.
-#![cfg(mproc_loom)]
+//! `RUSTFLAGS="--cfg loom" cargo test -p mproc-core --release --test loom_cell`.
+#![cfg(loom)]
 
 mod loom_support;
 

@@ -1,6 +1,6 @@
 //! Loom models of the MPMC ring. Run with
-//! `RUSTFLAGS="--cfg mproc_loom" cargo test -p mproc-core --release --test loom_mpmc`.
-#![cfg(mproc_loom)]
+//! `RUSTFLAGS="--cfg loom" cargo test -p mproc-core --release --test loom_mpmc`.
+#![cfg(loom)]
 
 mod loom_support;
 
@@ -23,7 +23,12 @@ fn ring(capacity: u64) -> (Mem, Mpmc<u32>) {
 /// exploring interleavings with at most `preemptions` preemptions: every
 /// value arrives exactly once, each producer's values in order, and nobody
 /// sleeps forever (loom reports a deadlock otherwise).
-fn producers_consumers(capacity: u64, pushes: &'static [u32], pops: &'static [u32], preemptions: usize) {
+fn producers_consumers(
+    capacity: u64,
+    pushes: &'static [u32],
+    pops: &'static [u32],
+    preemptions: usize,
+) {
     assert_eq!(pushes.iter().sum::<u32>(), pops.iter().sum::<u32>());
     model_bounded(preemptions, move || {
         let (mem, ring) = ring(capacity);
@@ -56,7 +61,10 @@ fn producers_consumers(capacity: u64, pushes: &'static [u32], pops: &'static [u3
             let mine = c.join().unwrap();
             for pair in mine.windows(2) {
                 if pair[0] / 10 == pair[1] / 10 {
-                    assert!(pair[0] < pair[1], "one producer's values out of order: {pair:?}");
+                    assert!(
+                        pair[0] < pair[1],
+                        "one producer's values out of order: {pair:?}"
+                    );
                 }
             }
             got.extend(mine);

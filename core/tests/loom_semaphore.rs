@@ -1,6 +1,6 @@
 //! Loom models of the semaphore. Run with
-//! `RUSTFLAGS="--cfg mproc_loom" cargo test -p mproc-core --release --test loom_semaphore`.
-#![cfg(mproc_loom)]
+//! `RUSTFLAGS="--cfg loom" cargo test -p mproc-core --release --test loom_semaphore`.
+#![cfg(loom)]
 
 mod loom_support;
 

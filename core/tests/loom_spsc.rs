@@ -1,6 +1,6 @@
 //! Loom models of the SPSC ring. Run with
-//! `RUSTFLAGS="--cfg mproc_loom" cargo test -p mproc-core --release --test loom_spsc`.
-#![cfg(mproc_loom)]
+//! `RUSTFLAGS="--cfg loom" cargo test -p mproc-core --release --test loom_spsc`.
+#![cfg(loom)]
 
 mod loom_support;
 

@@ -1,6 +1,6 @@
 //! Both rings against a `VecDeque` model: random sequences of single and
 //! batch pushes and pops, on random capacities, must agree value for value.
-#![cfg(not(mproc_loom))]
+#![cfg(not(loom))]
 
 use std::alloc::{alloc_zeroed, dealloc};
 use std::collections::VecDeque;
@@ -35,7 +35,10 @@ struct Mem(NonNull<u8>, ObjectLayout);
 impl Mem {
     fn new(layout: ObjectLayout) -> Self {
         // SAFETY: object layouts are never zero-sized.
-        Self(NonNull::new(unsafe { alloc_zeroed(layout.alloc_layout()) }).unwrap(), layout)
+        Self(
+            NonNull::new(unsafe { alloc_zeroed(layout.alloc_layout()) }).unwrap(),
+            layout,
+        )
     }
 }
 
@@ -135,5 +138,36 @@ proptest! {
                 prop_assert_eq!(tx.free_len(), capacity - model.len());
             }
         }
+    }
+}
+
+/// Every slot names the last party that claimed it, even across laps and
+/// with the largest owner id.
+#[test]
+fn mpmc_slots_name_their_claimer() {
+    let layout = Mpmc::<u64>::layout(3).unwrap();
+    let mem = Mem::new(layout);
+    // SAFETY: `mem` is zeroed, aligned for `layout`, outlives the ring and
+    // is used by nothing else.
+    let ring = unsafe { Mpmc::<u64>::create(mem.0, layout.size(), 3, Origin::default()) }.unwrap();
+    let (a, b, max) = (
+        OwnerId::new(7).unwrap(),
+        OwnerId::new(9).unwrap(),
+        OwnerId::new(OwnerId::MAX).unwrap(),
+    );
+    assert_eq!(ring.claimer(0), None, "a fresh slot has no claimer");
+    assert_eq!(ring.claimer(3), None, "not a slot");
+    ring.try_push(&Spin, a, 1).unwrap();
+    assert_eq!(ring.claimer(0), Some(a));
+    assert_eq!(ring.claimer(1), None);
+    assert_eq!(ring.try_pop(&Spin, b), Ok(1));
+    assert_eq!(ring.claimer(0), Some(b));
+    for lap in 0..5u64 {
+        assert_eq!(ring.try_push_slice(&Spin, max, &[lap, lap + 1, lap + 2]), 3);
+        assert!((0..3).all(|i| ring.claimer(i) == Some(max)));
+        let mut out = [0; 3];
+        assert_eq!(ring.try_pop_slice(&Spin, a, &mut out), 3);
+        assert_eq!(out, [lap, lap + 1, lap + 2]);
+        assert!((0..3).all(|i| ring.claimer(i) == Some(a)));
     }
 }

@@ -25,9 +25,12 @@
 //! | `SPIN_ROUNDS..SPIN_ROUNDS + YIELD_ROUNDS` | `sched_yield` | the other party may share our CPU |
 //! | later | `nanosleep` of `2^(round - SPIN_ROUNDS - YIELD_ROUNDS)` µs, at most 1 ms | on an oversubscribed machine a descheduled party must get the CPU |
 //!
-//! Blocking calls stop after [`SPIN_ROUNDS`]` + 2` rounds (spinning, then
-//! yielding twice) and sleep on the futex; loops that cannot sleep (waiting
-//! for a slot a peer is writing) keep calling `relax` and reach the sleeps.
+//! Blocking calls stop after [`SPIN_ROUNDS`]` + `[`YIELD_ROUNDS`] rounds
+//! (spinning, then yielding) and sleep on the futex; loops that cannot sleep
+//! (waiting for a slot a peer is writing) keep calling `relax` and reach the
+//! sleeps. The yields matter when parties outnumber cores: a yield hands
+//! the CPU to the party we wait for in about a microsecond, a futex sleep
+//! and wake-up costs tens of microseconds on both sides.
 //!
 //! [`Wait`]: mproc_core::Wait
 //! [`CLOCK_MONOTONIC`]: https://man7.org/linux/man-pages/man2/clock_gettime.2.html
@@ -50,7 +53,7 @@ pub const SPIN_ROUNDS: u32 = 12;
 
 /// Rounds of [`Futex::relax`], after the spinning ones, that call
 /// `sched_yield`: the party waited for may be runnable on our own CPU.
-pub const YIELD_ROUNDS: u32 = 4;
+pub const YIELD_ROUNDS: u32 = 8;
 
 /// The largest shift of the spin count: a spin round never exceeds 64 hints.
 const MAX_SPIN_SHIFT: u32 = 6;
@@ -202,10 +205,11 @@ impl Wait for Futex {
         deadline.has_passed()
     }
 
-    /// [`SPIN_ROUNDS`]` + 2`: blocking calls spin, yield twice, then sleep.
+    /// [`SPIN_ROUNDS`]` + `[`YIELD_ROUNDS`]: blocking calls spin, yield, then
+    /// sleep.
     #[inline]
     fn spin_rounds(&self) -> u32 {
-        SPIN_ROUNDS + 2
+        SPIN_ROUNDS + YIELD_ROUNDS
     }
 
     /// Spins, yields or sleeps according to the schedule in the

@@ -111,6 +111,7 @@ extern "C" fn reset_after_fork() {
 }
 
 /// The caller as an [`OwnerId`]: its pid.
+#[inline]
 pub fn owner_id() -> OwnerId {
     /// Never used: Linux pids are at most 2^22 - 1 (`PID_MAX_LIMIT` - 1)
     /// and never 0, so they are always valid owner ids.
@@ -591,17 +592,23 @@ impl Child {
                     if left.is_zero() {
                         return Ok(None);
                     }
-                    Some(rustix::time::Timespec::try_from(left).map_err(|_| Error::Os {
-                        call: "poll",
-                        errno: Errno::INVAL,
-                    })?)
+                    Some(
+                        rustix::time::Timespec::try_from(left).map_err(|_| Error::Os {
+                            call: "poll",
+                            errno: Errno::INVAL,
+                        })?,
+                    )
                 }
             };
             let mut both = [
                 PollFd::new(&self.pidfd, PollFlags::IN),
                 PollFd::new(pipe, PollFlags::IN),
             ];
-            let fds = if pipe_open { &mut both[..] } else { &mut both[..1] };
+            let fds = if pipe_open {
+                &mut both[..]
+            } else {
+                &mut both[..1]
+            };
             match rustix::event::poll(fds, left.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(errno) => return Err(os("poll")(errno)),

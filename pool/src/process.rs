@@ -242,9 +242,9 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             return Err(ProcessError::AlreadyJoined);
         }
         let pid = self.child.pid();
-        let Some(status) = self
-            .child
-            .wait_collecting(&self.output, &mut self.received, deadline)?
+        let Some(status) =
+            self.child
+                .wait_collecting(&self.output, &mut self.received, deadline)?
         else {
             return Err(ProcessError::Timeout);
         };
