@@ -401,6 +401,30 @@ fn median(id: &str) -> Option<f64> {
     Some(text[at..end].trim().parse::<f64>().ok()? * 1e-9)
 }
 
+/// The numbers of the JSON array `key` in `text`.
+fn json_numbers(text: &str, key: &str) -> Option<Vec<f64>> {
+    let start = text.find(&format!("\"{key}\":["))? + key.len() + 4;
+    let end = text[start..].find(']')? + start;
+    text[start..end]
+        .split(',')
+        .map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// The slowest sample of `id` in elements per second: a round that
+/// collapsed (say, spinning parties starving the ones they wait for) shows
+/// here even when the median looks fine.
+fn slowest_rate(id: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let text = std::fs::read_to_string(format!("{dir}/criterion/{id}/new/sample.json")).ok()?;
+    let (iters, times) = (json_numbers(&text, "iters")?, json_numbers(&text, "times")?);
+    iters
+        .iter()
+        .zip(&times)
+        .map(|(n, ns)| n / ns * 1e9)
+        .min_by(f64::total_cmp)
+}
+
 /// Python's multiprocessing.Queue, messages per second, by workload.
 fn python_rates() -> Result<Vec<(String, f64)>, String> {
     let script = concat!(
@@ -453,6 +477,15 @@ fn report() {
             "M/s",
             target,
         );
+        let id = format!("throughput/mproc_processes/{pairs}p{pairs}c");
+        if let (Some(slowest), Some(m)) = (slowest_rate(&id), m) {
+            println!(
+                "{:<44} {:>10.2} M/s {:>9.2}x of the median",
+                format!("{pairs}P/{pairs}C mproc, slowest round"),
+                slowest / 1e6,
+                slowest / m
+            );
+        }
         match &python {
             Ok(rates) => {
                 let p = rates

@@ -42,15 +42,15 @@
 //!
 //! # Stamps
 //!
-//! A stamp is one 64-bit word: the position in its low 42 bits (positions
-//! modulo 2^42; a lap always divides 2^42, and `head` / `tail` keep 52 bits,
-//! so a stale claimer still fails its CAS), and in its high 22 bits the
-//! [`OwnerId`] of the last party that claimed the slot. A claimer first
-//! stores its id into the stamp, keeping the position, then moves the
-//! value, then publishes the next position with its id. So a claimer that
-//! dies between claim and publish can be identified
-//! ([`Mpmc::claimer`]), and a `u64` slot is 16 bytes: four to a cache line,
-//! none straddling two.
+//! A stamp is a 32-bit word: the position modulo 2^32. A lap always divides
+//! 2^32, so the comparisons above hold modulo 2^32, and `head` / `tail`
+//! keep 52 bits, so a party whose view is a whole 2^32 positions stale still
+//! fails its CAS. Beside the stamp, a 32-bit `claimer` word records the
+//! [`OwnerId`] of the last party that claimed the slot: a claimer stores it
+//! before it moves the value (for a batch, into every slot of the run
+//! first), so a claimer that dies between claim and publish can be
+//! identified ([`Mpmc::claimer`]). A `u64` slot is 16 bytes: four to a
+//! cache line, none straddling two.
 //!
 //! # Progress
 //!
@@ -69,7 +69,7 @@ use crate::layout::{
     self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
 };
 use crate::sync::{
-    AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u64,
+    AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u32, init_u64,
 };
 use crate::wait::{OwnerId, Wait};
 use crate::{PopError, PushError, ShmSafe, TypeFingerprint, as_uninit};
@@ -81,24 +81,14 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 const SLEEPER_ONE: u64 = 1 << POS_BITS;
 /// The most sleepers a word can count; more wait by polling.
 const SLEEPER_MAX: u64 = (1 << 11) - 1;
-/// The largest capacity: `one_lap` must divide 2^42 (the stamp positions).
-const MAX_CAPACITY: u64 = 1 << 40;
-/// Bits of a stamp that hold the position.
-const STAMP_POS_BITS: u32 = 42;
-const STAMP_POS_MASK: u64 = (1 << STAMP_POS_BITS) - 1;
+/// The largest capacity: `one_lap` (at most twice the capacity) must
+/// divide 2^32, the range of a stamp.
+const MAX_CAPACITY: u64 = 1 << 30;
 
-const _: () = assert!(OwnerId::MAX as u64 <= u64::MAX >> STAMP_POS_BITS);
-
-/// The stamp for position `pos` claimed by `id`.
+/// The stamp of position `pos`: its low 32 bits.
 #[inline]
-fn stamp(pos: u64, id: OwnerId) -> u64 {
-    (pos & STAMP_POS_MASK) | (u64::from(id.get()) << STAMP_POS_BITS)
-}
-
-/// Whether `stamp` holds position `pos` (compared modulo 2^42).
-#[inline]
-fn stamp_is(stamp: u64, pos: u64) -> bool {
-    (stamp ^ pos) & STAMP_POS_MASK == 0
+fn stamp(pos: u64) -> u32 {
+    pos as u32
 }
 
 #[inline]
@@ -124,8 +114,10 @@ pub struct MpmcState {
 #[derive(Debug)]
 #[repr(C)]
 pub struct MpmcSlot<T> {
-    /// Position and claimer: see [Stamps](self#stamps).
-    stamp: AtomicU64,
+    /// See [Stamps](self#stamps).
+    stamp: AtomicU32,
+    /// The [`OwnerId`] of the last claimer, 0 before the first.
+    claimer: AtomicU32,
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -142,9 +134,10 @@ mod pinned {
     const_assert_eq!(offset_of!(MpmcState, epochs), 256);
     assert_eq_size!(MpmcSlot<u64>, [u64; 2]);
     assert_eq_align!(MpmcSlot<u64>, u64);
-    assert_eq_size!(MpmcSlot<u8>, [u64; 2]);
+    assert_eq_size!(MpmcSlot<u8>, [u32; 3]);
     assert_eq_size!(MpmcSlot<[u8; 64]>, [u64; 9]);
     const_assert_eq!(offset_of!(MpmcSlot<u64>, stamp), 0);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, claimer), 4);
     const_assert_eq!(offset_of!(MpmcSlot<u64>, value), 8);
 }
 
@@ -209,6 +202,7 @@ unsafe impl<T: ShmSafe> Send for Mpmc<T> {}
 unsafe impl<T: ShmSafe> Sync for Mpmc<T> {}
 
 /// The outcome of trying to claim positions.
+#[derive(Clone, Copy)]
 enum Claim {
     /// Positions `pos .. pos + count` (one lap) are ours; `word` is the
     /// head/tail word our CAS replaced (for its sleeper count).
@@ -232,7 +226,7 @@ impl<T: ShmSafe> Mpmc<T> {
         if capacity > MAX_CAPACITY {
             return Err(LayoutError::BadCapacity {
                 capacity,
-                reason: "a queue has at most 2^40 slots",
+                reason: "a queue has at most 2^30 slots",
             });
         }
         ObjectLayout::new::<MpmcState, MpmcSlot<T>>(capacity)
@@ -272,7 +266,8 @@ impl<T: ShmSafe> Mpmc<T> {
             Epochs::init(&raw mut (*state).epochs.0);
             for i in 0..capacity as usize {
                 let slot = parts.elems.as_ptr().add(i);
-                init_u64(&raw mut (*slot).stamp, i as u64);
+                init_u32(&raw mut (*slot).stamp, stamp(i as u64));
+                init_u32(&raw mut (*slot).claimer, 0);
                 init_cell(&raw mut (*slot).value, MaybeUninit::uninit());
             }
             parts.publish();
@@ -403,7 +398,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// the ring stops moving at that slot.
     pub fn claimer(&self, index: usize) -> Option<OwnerId> {
         let slot = self.slot(index as u64)?;
-        OwnerId::new((slot.stamp.load(Ordering::Relaxed) >> STAMP_POS_BITS) as u32)
+        OwnerId::new(slot.claimer.load(Ordering::Relaxed))
     }
 
     /// Tries to claim up to `want` positions for pushing.
@@ -421,14 +416,14 @@ impl<T: ShmSafe> Mpmc<T> {
             // Acquire pairs with the consumer's Release store that emptied
             // the slot, so our write cannot overtake its read.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp_is(stamp, tail) {
+            if stamp == self::stamp(tail) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
                 while count < room {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
                         Some(next)
-                            if stamp_is(next.stamp.load(Ordering::Acquire), tail + count) =>
+                            if next.stamp.load(Ordering::Acquire) == self::stamp(tail + count) =>
                         {
                             count += 1
                         }
@@ -454,7 +449,7 @@ impl<T: ShmSafe> Mpmc<T> {
                         backoff.spin();
                     }
                 }
-            } else if stamp_is(stamp.wrapping_add(self.one_lap), tail + 1) {
+            } else if stamp.wrapping_add(self.one_lap as u32) == self::stamp(tail + 1) {
                 // The slot still holds the value pushed one lap ago. Full,
                 // unless a consumer has claimed it and is reading it now.
                 fence(Ordering::SeqCst);
@@ -492,14 +487,15 @@ impl<T: ShmSafe> Mpmc<T> {
             // Acquire pairs with the producer's Release store that published
             // the value.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp_is(stamp, head + 1) {
+            if stamp == self::stamp(head + 1) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
                 while count < room {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
                         Some(next)
-                            if stamp_is(next.stamp.load(Ordering::Acquire), head + count + 1) =>
+                            if next.stamp.load(Ordering::Acquire)
+                                == self::stamp(head + count + 1) =>
                         {
                             count += 1
                         }
@@ -525,7 +521,7 @@ impl<T: ShmSafe> Mpmc<T> {
                         backoff.spin();
                     }
                 }
-            } else if stamp_is(stamp, head) {
+            } else if stamp == self::stamp(head) {
                 // Empty, unless a producer has claimed the slot and is
                 // writing it now.
                 fence(Ordering::SeqCst);
@@ -573,7 +569,7 @@ impl<T: ShmSafe> Mpmc<T> {
         for offset in 0..count {
             // SAFETY: a claimed position (caller).
             let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.stamp.store(stamp(pos + offset, id), Ordering::Relaxed);
+            slot.claimer.store(id.get(), Ordering::Relaxed);
         }
         for (offset, value) in (0..count).zip(values) {
             // SAFETY: a claimed position (caller).
@@ -583,8 +579,7 @@ impl<T: ShmSafe> Mpmc<T> {
             slot.value
                 .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(*value)) });
             // Release pairs with the consumer's Acquire load in `claim_pop`.
-            slot.stamp
-                .store(stamp(pos + offset + 1, id), Ordering::Release);
+            slot.stamp.store(stamp(pos + offset + 1), Ordering::Release);
         }
     }
 
@@ -601,8 +596,7 @@ impl<T: ShmSafe> Mpmc<T> {
         for offset in 0..count {
             // SAFETY: a claimed position (caller).
             let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.stamp
-                .store(stamp(pos + offset + 1, id), Ordering::Relaxed);
+            slot.claimer.store(id.get(), Ordering::Relaxed);
         }
         for (offset, value) in (0..count).zip(out.iter_mut()) {
             // SAFETY: a claimed position (caller).
@@ -614,7 +608,7 @@ impl<T: ShmSafe> Mpmc<T> {
             *value = slot.value.with(|cell| unsafe { *cell });
             // Release pairs with the producer's Acquire load in `claim_push`.
             slot.stamp
-                .store(stamp(pos + offset + self.one_lap, id), Ordering::Release);
+                .store(stamp(pos + offset + self.one_lap), Ordering::Release);
         }
     }
 
@@ -661,14 +655,15 @@ impl<T: ShmSafe> Mpmc<T> {
         value: T,
         deadline: Option<W::Deadline>,
     ) -> Result<(), PushError<T>> {
-        if let Claim::Got { pos, word, .. } = self.claim_push(1) {
+        let first = self.claim_push(1);
+        if let Claim::Got { pos, word, .. } = first {
             // SAFETY: `pos` was claimed just now.
             unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
             Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
             return Ok(());
         }
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        match self.push_from(w, id, core::slice::from_ref(&value), patience) {
+        match self.push_from(w, id, core::slice::from_ref(&value), patience, Some(first)) {
             1 => Ok(()),
             _ => Err(PushError::Full(value)),
         }
@@ -677,7 +672,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// Pushes as many of `values` as there are free slots now, in order, and
     /// returns how many it pushed.
     pub fn try_push_slice<W: Wait>(&self, w: &W, id: OwnerId, values: &[T]) -> usize {
-        self.push_from(w, id, values, Patience::None)
+        self.push_from(w, id, values, Patience::None, None)
     }
 
     /// Pushes all of `values` in order, waiting for free slots until
@@ -691,23 +686,26 @@ impl<T: ShmSafe> Mpmc<T> {
         deadline: Option<W::Deadline>,
     ) -> usize {
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        self.push_from(w, id, values, patience)
+        self.push_from(w, id, values, patience, None)
     }
 
     /// The one implementation of every push: pushes a prefix of `values` and
-    /// returns its length. `patience` says how long to wait for free slots.
+    /// returns its length. `patience` says how long to wait for free slots;
+    /// `first` is the outcome of a claim the caller already tried, if any.
     fn push_from<W: Wait>(
         &self,
         w: &W,
         id: OwnerId,
         values: &[T],
         patience: Patience<W::Deadline>,
+        mut first: Option<Claim>,
     ) -> usize {
         let state = self.state();
         let mut done = 0;
         let mut round = 0;
         while done < values.len() {
-            match self.claim_push(values.len() - done) {
+            let claim = first.take();
+            match claim.unwrap_or_else(|| self.claim_push(values.len() - done)) {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
                     unsafe { self.fill(id, pos, &values[done..done + count]) };
@@ -735,7 +733,7 @@ impl<T: ShmSafe> Mpmc<T> {
                         Err(()) => {
                             // Timed out: one last try before giving up.
                             let rest = &values[done..];
-                            return done + self.push_from(w, id, rest, Patience::None);
+                            return done + self.push_from(w, id, rest, Patience::None, None);
                         }
                     }
                 }
@@ -750,7 +748,11 @@ impl<T: ShmSafe> Mpmc<T> {
     /// value is still being written by a producer that has not finished.
     #[inline]
     pub fn try_pop<W: Wait>(&self, w: &W, id: OwnerId) -> Result<T, PopError> {
-        self.pop_now(w, id).ok_or(PopError::Empty)
+        match self.claim_pop(1) {
+            // SAFETY: `pos` was claimed just now.
+            Claim::Got { pos, word, .. } => Ok(unsafe { self.take_one(w, id, pos, word) }),
+            Claim::Idle { .. } | Claim::Busy => Err(PopError::Empty),
+        }
     }
 
     /// Pops the oldest value, waiting for one until `deadline` (`None`:
@@ -762,37 +764,40 @@ impl<T: ShmSafe> Mpmc<T> {
         id: OwnerId,
         deadline: Option<W::Deadline>,
     ) -> Result<T, PopError> {
-        if let Some(value) = self.pop_now(w, id) {
-            return Ok(value);
+        let first = self.claim_pop(1);
+        if let Claim::Got { pos, word, .. } = first {
+            // SAFETY: `pos` was claimed just now.
+            return Ok(unsafe { self.take_one(w, id, pos, word) });
         }
         let mut value = MaybeUninit::uninit();
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        match self.pop_into(w, id, core::slice::from_mut(&mut value), patience) {
+        let out = core::slice::from_mut(&mut value);
+        match self.pop_into(w, id, out, patience, Some(first)) {
             // SAFETY: `pop_into` initialized the one value it reports.
             1 => Ok(unsafe { value.assume_init() }),
             _ => Err(PopError::Empty),
         }
     }
 
-    /// The fast path of the single pops, kept small enough to inline: one
-    /// claim attempt, no waiting.
+    /// Takes the value at position `pos`, claimed by a CAS that replaced
+    /// `word`: the fast path of the single pops, small enough to inline.
+    ///
+    /// # Safety
+    /// `pos` was claimed by one successful `claim_pop`.
     #[inline]
-    fn pop_now<W: Wait>(&self, w: &W, id: OwnerId) -> Option<T> {
-        let Claim::Got { pos, word, .. } = self.claim_pop(1) else {
-            return None;
-        };
+    unsafe fn take_one<W: Wait>(&self, w: &W, id: OwnerId, pos: u64, word: u64) -> T {
         let mut value = MaybeUninit::uninit();
-        // SAFETY: `pos` was claimed just now.
+        // SAFETY: `pos` is claimed (caller).
         unsafe { self.drain(id, pos, core::slice::from_mut(&mut value)) };
         Self::wake_sleepers(w, &self.state().epochs.space, word, 1);
         // SAFETY: `drain` initialized the value.
-        Some(unsafe { value.assume_init() })
+        unsafe { value.assume_init() }
     }
 
     /// Pops up to `out.len()` values that are ready now, oldest first, and
     /// returns how many it popped (into `out[..n]`).
     pub fn try_pop_slice<W: Wait>(&self, w: &W, id: OwnerId, out: &mut [T]) -> usize {
-        self.pop_into(w, id, as_uninit(out), Patience::None)
+        self.pop_into(w, id, as_uninit(out), Patience::None, None)
     }
 
     /// Pops up to `out.len()` values, oldest first, waiting until at least one
@@ -806,25 +811,27 @@ impl<T: ShmSafe> Mpmc<T> {
         deadline: Option<W::Deadline>,
     ) -> usize {
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        self.pop_into(w, id, as_uninit(out), patience)
+        self.pop_into(w, id, as_uninit(out), patience, None)
     }
 
     /// The one implementation of every pop: fills a prefix of `out` and
     /// returns its length. `patience` says how long to wait for the first
-    /// value; once one value is in, it takes only what is ready.
-    #[inline]
+    /// value; once one value is in, it takes only what is ready. `first` is
+    /// the outcome of a claim the caller already tried, if any.
     fn pop_into<W: Wait>(
         &self,
         w: &W,
         id: OwnerId,
         out: &mut [MaybeUninit<T>],
         patience: Patience<W::Deadline>,
+        mut first: Option<Claim>,
     ) -> usize {
         let state = self.state();
         let mut done = 0;
         let mut round = 0;
         while done < out.len() {
-            match self.claim_pop(out.len() - done) {
+            let claim = first.take();
+            match claim.unwrap_or_else(|| self.claim_pop(out.len() - done)) {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
                     unsafe { self.drain(id, pos, &mut out[done..done + count]) };
@@ -853,7 +860,7 @@ impl<T: ShmSafe> Mpmc<T> {
                         Err(()) => {
                             // Timed out: one last try before giving up.
                             let rest = &mut out[done..];
-                            return done + self.pop_into(w, id, rest, Patience::None);
+                            return done + self.pop_into(w, id, rest, Patience::None, None);
                         }
                     }
                 }

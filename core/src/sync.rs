@@ -132,7 +132,11 @@ pub(crate) fn spin_hint() {
 /// Exponential back-off after a lost race (a failed CAS, a slot a peer is
 /// in the middle of updating): `1 << min(step, 6)` spin hints, so that
 /// contending parties spread out instead of hammering one cache line.
-/// Under loom, one yield (the model only needs to know we are waiting).
+///
+/// Under loom it does nothing: every loop that backs off is bounded without
+/// it (a failed CAS means another party made progress; a slot that stays
+/// busy ends the claim and the caller waits through [`crate::Wait`]), and a
+/// yield here would only multiply the schedules loom explores.
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     step: u32,
@@ -146,8 +150,6 @@ impl Backoff {
         for _ in 0..1u32 << self.step.min(6) {
             core::hint::spin_loop();
         }
-        #[cfg(loom)]
-        loom::thread::yield_now();
         self.step = self.step.saturating_add(1);
     }
 }

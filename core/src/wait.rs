@@ -119,10 +119,9 @@ impl Wait for Spin {
 pub struct OwnerId(core::num::NonZeroU32);
 
 impl OwnerId {
-    /// The largest id: owner ids take 22 bits of a queue slot's stamp and
-    /// the low bits of a mutex word. Linux pids are below 2^22
-    /// (`PID_MAX_LIMIT`), so every pid is a valid id.
-    pub const MAX: u32 = (1 << 22) - 1;
+    /// The largest id: owner ids take the low 30 bits of a mutex word
+    /// (Linux pids are below 2^22).
+    pub const MAX: u32 = (1 << 30) - 1;
 
     /// `id`, if it is in `1..=OwnerId::MAX`.
     pub const fn new(id: u32) -> Option<Self> {
