@@ -44,8 +44,9 @@ fuzz_target!(|bytes: &[u8]| {
     let region = Region::new(bytes);
     let (mem, len) = (region.ptr, bytes.len());
     let me = OwnerId::new(1).unwrap();
-    // SAFETY (every block below): `mem` holds `len` initialized bytes that
-    // outlive the handle and nothing else uses.
+    // Every attach below is sound for the same reason: `mem` holds `len`
+    // initialized bytes that outlive the handle and nothing else uses.
+    // SAFETY: as above.
     if let Ok(ring) = unsafe { Mpmc::<u64>::attach(mem, len) } {
         let _ = ring.len();
         let _ = ring.try_push(&Spin, me, 1);
@@ -54,6 +55,7 @@ fuzz_target!(|bytes: &[u8]| {
         let _ = ring.try_pop_slice(&Spin, me, &mut out);
         let _ = ring.try_pop(&Spin, me);
     }
+    // SAFETY: as for the first attach above.
     if let Ok(ring) = unsafe { Spsc::<u64>::attach(mem, len) } {
         let _ = ring.len();
         // SAFETY: the only producer and consumer of this copy.
@@ -66,6 +68,7 @@ fuzz_target!(|bytes: &[u8]| {
             let _ = (rx.len(), tx.free_len());
         }
     }
+    // SAFETY: as for the first attach above.
     if let Ok(mutex) = unsafe { RawMutex::attach(mem, len) } {
         if mutex.try_lock(me) {
             // SAFETY: just locked.
@@ -73,6 +76,7 @@ fuzz_target!(|bytes: &[u8]| {
         }
         let _ = (mutex.owner(), mutex.is_locked());
     }
+    // SAFETY: as for the first attach above.
     if let Ok(sem) = unsafe { RawSemaphore::attach(mem, len) } {
         if sem.try_acquire() {
             let _ = sem.release(&Spin, 1);
@@ -80,11 +84,13 @@ fuzz_target!(|bytes: &[u8]| {
         let _ = sem.release_bounded(&Spin, 3, 5);
         let _ = sem.value();
     }
+    // SAFETY: as for the first attach above.
     if let Ok(event) = unsafe { RawEvent::attach(mem, len) } {
         let _ = event.is_set();
         event.set(&Spin);
         event.clear();
     }
+    // SAFETY: as for the first attach above.
     if let Ok(cell) = unsafe { SharedCell::<u64>::attach(mem, len) } {
         if let Some(mut guard) = cell.try_lock(&Spin, me) {
             let n = guard.len();
