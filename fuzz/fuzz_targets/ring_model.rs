@@ -17,7 +17,10 @@ struct Mem(NonNull<u8>, ObjectLayout);
 impl Mem {
     fn new(layout: ObjectLayout) -> Self {
         // SAFETY: object layouts are never zero-sized.
-        Self(NonNull::new(unsafe { alloc_zeroed(layout.alloc_layout()) }).unwrap(), layout)
+        Self(
+            NonNull::new(unsafe { alloc_zeroed(layout.alloc_layout()) }).unwrap(),
+            layout,
+        )
     }
 }
 
@@ -29,7 +32,9 @@ impl Drop for Mem {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&first, ops)) = data.split_first() else { return };
+    let Some((&first, ops)) = data.split_first() else {
+        return;
+    };
     let capacity = u64::from(first % 32) + 1;
     let cap = capacity as usize;
     let me = OwnerId::new(1).unwrap();
@@ -38,9 +43,13 @@ fuzz_target!(|data: &[u8]| {
     let spsc_mem = Mem::new(Spsc::<u64>::layout(capacity).unwrap());
     // SAFETY: zeroed, aligned memory that outlives the rings and nothing
     // else uses.
-    let mpmc = unsafe { Mpmc::<u64>::create(mpmc_mem.0, mpmc_mem.1.size(), capacity, Origin::default()) }.unwrap();
+    let mpmc =
+        unsafe { Mpmc::<u64>::create(mpmc_mem.0, mpmc_mem.1.size(), capacity, Origin::default()) }
+            .unwrap();
     // SAFETY: as above.
-    let spsc = unsafe { Spsc::<u64>::create(spsc_mem.0, spsc_mem.1.size(), capacity, Origin::default()) }.unwrap();
+    let spsc =
+        unsafe { Spsc::<u64>::create(spsc_mem.0, spsc_mem.1.size(), capacity, Origin::default()) }
+            .unwrap();
     // SAFETY: the only producer and consumer.
     let (mut tx, mut rx) = unsafe { (spsc.producer().unwrap(), spsc.consumer().unwrap()) };
     let mut model = VecDeque::new();
