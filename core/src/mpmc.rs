@@ -208,10 +208,12 @@ enum Claim {
     /// head/tail word our CAS replaced (for its sleeper count).
     Got { pos: u64, count: usize, word: u64 },
     /// Nothing to claim and nothing in flight: `word` is the word that proves
-    /// it (the `tail` when empty, the `head` when full).
-    Idle { word: u64 },
-    /// The slot needed is still held by a party that claimed it earlier.
-    Busy,
+    /// it (the `tail` when empty, the `head` when full); the slot at `index`
+    /// showed stamp `seen`.
+    Idle { word: u64, index: u64, seen: u32 },
+    /// The slot needed (at `index`, showing stamp `seen`) is still held by a
+    /// party that claimed it earlier.
+    Busy { index: u64, seen: u32 },
 }
 
 impl<T: ShmSafe> Mpmc<T> {
@@ -402,7 +404,7 @@ impl<T: ShmSafe> Mpmc<T> {
     }
 
     /// Tries to claim up to `want` positions for pushing.
-    #[inline]
+    #[inline(always)]
     fn claim_push(&self, want: usize) -> Claim {
         let state = self.state();
         let mut word = state.tail.load(Ordering::Relaxed);
@@ -411,7 +413,7 @@ impl<T: ShmSafe> Mpmc<T> {
             let tail = pos(word);
             let index = tail & (self.one_lap - 1);
             let Some(slot) = self.slot(index) else {
-                return Claim::Busy;
+                return Claim::Busy { index, seen: 0 };
             };
             // Acquire pairs with the consumer's Release store that emptied
             // the slot, so our write cannot overtake its read.
@@ -455,9 +457,13 @@ impl<T: ShmSafe> Mpmc<T> {
                 fence(Ordering::SeqCst);
                 let head = state.head.load(Ordering::Relaxed);
                 if (pos(head) + self.one_lap) & POS_MASK == tail {
-                    return Claim::Idle { word: head };
+                    return Claim::Idle {
+                        word: head,
+                        index,
+                        seen: stamp,
+                    };
                 }
-                return Claim::Busy;
+                return Claim::Busy { index, seen: stamp };
             } else {
                 // Another producer took this position: catch up with `tail`.
                 backoff.spin();
@@ -465,7 +471,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 if current == word {
                     // `tail` did not move: a producer one lap behind has not
                     // published yet (or the memory is corrupt).
-                    return Claim::Busy;
+                    return Claim::Busy { index, seen: stamp };
                 }
                 word = current;
             }
@@ -473,7 +479,7 @@ impl<T: ShmSafe> Mpmc<T> {
     }
 
     /// Tries to claim up to `want` positions for popping.
-    #[inline]
+    #[inline(always)]
     fn claim_pop(&self, want: usize) -> Claim {
         let state = self.state();
         let mut word = state.head.load(Ordering::Relaxed);
@@ -482,7 +488,7 @@ impl<T: ShmSafe> Mpmc<T> {
             let head = pos(word);
             let index = head & (self.one_lap - 1);
             let Some(slot) = self.slot(index) else {
-                return Claim::Busy;
+                return Claim::Busy { index, seen: 0 };
             };
             // Acquire pairs with the producer's Release store that published
             // the value.
@@ -527,14 +533,18 @@ impl<T: ShmSafe> Mpmc<T> {
                 fence(Ordering::SeqCst);
                 let tail = state.tail.load(Ordering::Relaxed);
                 if pos(tail) == head {
-                    return Claim::Idle { word: tail };
+                    return Claim::Idle {
+                        word: tail,
+                        index,
+                        seen: stamp,
+                    };
                 }
-                return Claim::Busy;
+                return Claim::Busy { index, seen: stamp };
             } else {
                 backoff.spin();
                 let current = state.head.load(Ordering::Relaxed);
                 if current == word {
-                    return Claim::Busy;
+                    return Claim::Busy { index, seen: stamp };
                 }
                 word = current;
             }
@@ -560,7 +570,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// # Safety
     /// `pos .. pos + values.len()` were claimed by one successful
     /// `claim_push`.
-    #[inline]
+    #[inline(always)]
     unsafe fn fill(&self, id: OwnerId, pos: u64, values: &[T]) {
         let index = pos & (self.one_lap - 1);
         let count = values.len() as u64;
@@ -588,7 +598,7 @@ impl<T: ShmSafe> Mpmc<T> {
     ///
     /// # Safety
     /// `pos .. pos + out.len()` were claimed by one successful `claim_pop`.
-    #[inline]
+    #[inline(always)]
     unsafe fn drain(&self, id: OwnerId, pos: u64, out: &mut [MaybeUninit<T>]) {
         let index = pos & (self.one_lap - 1);
         let count = out.len() as u64;
@@ -613,7 +623,7 @@ impl<T: ShmSafe> Mpmc<T> {
     }
 
     /// Wakes up to `count` of the sleepers counted in `word` on `epoch`.
-    #[inline]
+    #[inline(always)]
     fn wake_sleepers<W: Wait>(w: &W, epoch: &AtomicU32, word: u64, count: usize) {
         let asleep = sleepers(word);
         if asleep != 0 {
@@ -641,13 +651,13 @@ impl<T: ShmSafe> Mpmc<T> {
                 Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
                 Ok(())
             }
-            Claim::Idle { .. } | Claim::Busy => Err(PushError::Full(value)),
+            Claim::Idle { .. } | Claim::Busy { .. } => Err(PushError::Full(value)),
         }
     }
 
     /// Pushes `value`, waiting for a free slot until `deadline` (`None`:
     /// forever). On timeout the value is handed back in [`PushError::Full`].
-    #[inline]
+    #[inline(always)]
     pub fn push<W: Wait>(
         &self,
         w: &W,
@@ -692,6 +702,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// The one implementation of every push: pushes a prefix of `values` and
     /// returns its length. `patience` says how long to wait for free slots;
     /// `first` is the outcome of a claim the caller already tried, if any.
+    #[inline(never)]
     fn push_from<W: Wait>(
         &self,
         w: &W,
@@ -713,17 +724,15 @@ impl<T: ShmSafe> Mpmc<T> {
                     done += count;
                 }
                 _ if matches!(patience, Patience::None) => break,
-                Claim::Busy => {
+                Claim::Busy { index, seen } => {
                     if patience.expired(w) {
                         break;
                     }
-                    w.relax(round);
-                    round = round.saturating_add(1);
+                    round = self.watch(w, index, seen, round, u32::MAX, patience);
                 }
-                Claim::Idle { word } => {
+                Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
-                        w.relax(round);
-                        round += 1;
+                        round = self.watch(w, index, seen, round, w.spin_rounds(), patience);
                         continue;
                     }
                     // `word` is the `head` that proved the ring full.
@@ -751,13 +760,13 @@ impl<T: ShmSafe> Mpmc<T> {
         match self.claim_pop(1) {
             // SAFETY: `pos` was claimed just now.
             Claim::Got { pos, word, .. } => Ok(unsafe { self.take_one(w, id, pos, word) }),
-            Claim::Idle { .. } | Claim::Busy => Err(PopError::Empty),
+            Claim::Idle { .. } | Claim::Busy { .. } => Err(PopError::Empty),
         }
     }
 
     /// Pops the oldest value, waiting for one until `deadline` (`None`:
     /// forever).
-    #[inline]
+    #[inline(always)]
     pub fn pop<W: Wait>(
         &self,
         w: &W,
@@ -784,7 +793,7 @@ impl<T: ShmSafe> Mpmc<T> {
     ///
     /// # Safety
     /// `pos` was claimed by one successful `claim_pop`.
-    #[inline]
+    #[inline(always)]
     unsafe fn take_one<W: Wait>(&self, w: &W, id: OwnerId, pos: u64, word: u64) -> T {
         let mut value = MaybeUninit::uninit();
         // SAFETY: `pos` is claimed (caller).
@@ -818,6 +827,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// returns its length. `patience` says how long to wait for the first
     /// value; once one value is in, it takes only what is ready. `first` is
     /// the outcome of a claim the caller already tried, if any.
+    #[inline(never)]
     fn pop_into<W: Wait>(
         &self,
         w: &W,
@@ -840,17 +850,15 @@ impl<T: ShmSafe> Mpmc<T> {
                 }
                 // Have something, or may not wait: done.
                 _ if done > 0 || matches!(patience, Patience::None) => break,
-                Claim::Busy => {
+                Claim::Busy { index, seen } => {
                     if patience.expired(w) {
                         break;
                     }
-                    w.relax(round);
-                    round = round.saturating_add(1);
+                    round = self.watch(w, index, seen, round, u32::MAX, patience);
                 }
-                Claim::Idle { word } => {
+                Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
-                        w.relax(round);
-                        round += 1;
+                        round = self.watch(w, index, seen, round, w.spin_rounds(), patience);
                         continue;
                     }
                     // `word` is the `tail` that proved the ring empty.
@@ -867,6 +875,38 @@ impl<T: ShmSafe> Mpmc<T> {
             }
         }
         done
+    }
+
+    /// Backs off while the stamp of slot `index` still reads `seen`, from
+    /// retry round `round` up to `limit` (or until the deadline), and returns
+    /// the round reached.
+    ///
+    /// A waiting party watches only the one slot it needs: re-claiming every
+    /// round would also read the other side's index word (`tail` for a
+    /// consumer, `head` for a producer), pulling that cache line away from
+    /// the parties that write it on every operation. The stamp changes when
+    /// the slot is published or emptied, or when another party of our side
+    /// took it; either way the next claim finds out which.
+    #[inline]
+    fn watch<W: Wait>(
+        &self,
+        w: &W,
+        index: u64,
+        seen: u32,
+        mut round: u32,
+        limit: u32,
+        patience: Patience<W::Deadline>,
+    ) -> u32 {
+        loop {
+            w.relax(round);
+            round = round.saturating_add(1);
+            let changed = self
+                .slot(index)
+                .is_none_or(|slot| slot.stamp.load(Ordering::Relaxed) != seen);
+            if changed || round >= limit || patience.expired(w) {
+                return round;
+            }
+        }
     }
 
     /// Registers as a sleeper in `word_ref` (which must still hold `seen`, the

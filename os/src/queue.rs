@@ -201,7 +201,7 @@ impl<T: ShmSafe> Queue<T> {
     }
 
     /// Puts `value`, waiting for a free slot as long as it takes.
-    #[inline]
+    #[inline(always)]
     pub fn put(&self, value: T) {
         // Without a deadline the push only returns once it succeeded.
         let _ = self.ring.push(&Futex, owner_id(), value, None);
@@ -223,7 +223,7 @@ impl<T: ShmSafe> Queue<T> {
     }
 
     /// Gets the oldest value, waiting as long as it takes.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> T {
         loop {
             if let Ok(value) = self.ring.pop(&Futex, owner_id(), None) {
