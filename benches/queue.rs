@@ -82,7 +82,7 @@ impl Crew {
         let mut crew = Self::new();
         for index in 0..workers {
             let worker = crew.worker(index, role.clone());
-            crew.processes.push(Process::spawn(worker).unwrap());
+            crew.processes.push(fork(worker));
         }
         crew
     }
@@ -123,6 +123,20 @@ impl Drop for Crew {
             thread.join().unwrap();
         }
     }
+}
+
+/// Forks a child running `f`. The bench's own threads (the crossbeam crews)
+/// are joined before any fork, and criterion's only wait, so opting in to
+/// forking a threaded process is safe here.
+fn fork<T, F>(f: F) -> Process<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    F: FnOnce() -> T + Send + 'static,
+{
+    Process::builder()
+        .allow_threaded_fork(true)
+        .spawn(f)
+        .unwrap()
 }
 
 /// The part of `n` messages that worker `i` of `of` handles.
@@ -325,7 +339,7 @@ fn round_trip(c: &mut Criterion) {
     );
     let mut echo = {
         let (ping, pong) = (ping.clone(), pong.clone());
-        Process::spawn(move || {
+        fork(move || {
             loop {
                 let v = ping.get();
                 if v == STOP {
@@ -334,7 +348,6 @@ fn round_trip(c: &mut Criterion) {
                 pong.put(v);
             }
         })
-        .unwrap()
     };
     group.bench_function("mproc_queue", |b| {
         b.iter(|| {
@@ -347,7 +360,7 @@ fn round_trip(c: &mut Criterion) {
 
     let (mut ping_tx, mut ping_rx) = spsc::channel::<u64>(16).unwrap();
     let (mut pong_tx, mut pong_rx) = spsc::channel::<u64>(16).unwrap();
-    let mut echo = Process::spawn(move || {
+    let mut echo = fork(move || {
         loop {
             let v = ping_rx.pop();
             if v == STOP {
@@ -355,8 +368,7 @@ fn round_trip(c: &mut Criterion) {
             }
             pong_tx.push(v);
         }
-    })
-    .unwrap();
+    });
     group.bench_function("mproc_spsc", |b| {
         b.iter(|| {
             ping_tx.push(black_box(1));
@@ -368,7 +380,7 @@ fn round_trip(c: &mut Criterion) {
 
     let (ping_read, ping_write) = rustix::pipe::pipe().unwrap();
     let (pong_read, pong_write) = rustix::pipe::pipe().unwrap();
-    let mut echo = Process::spawn(move || {
+    let mut echo = fork(move || {
         let mut byte = [0u8; 1];
         loop {
             if rustix::io::read(&ping_read, &mut byte).unwrap() == 0 || byte[0] == 0 {
@@ -376,8 +388,7 @@ fn round_trip(c: &mut Criterion) {
             }
             rustix::io::write(&pong_write, &byte).unwrap();
         }
-    })
-    .unwrap();
+    });
     group.bench_function("raw_pipe", |b| {
         let mut byte = [1u8; 1];
         b.iter(|| {

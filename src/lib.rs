@@ -58,7 +58,11 @@ pub use mproc_os::{
     Array, ArrayGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue,
     Result, Semaphore, Value, ValueGuard, spsc,
 };
-pub use mproc_pool::{Process, ProcessError};
+pub use mproc_pool::{
+    Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod,
+    active_children, cpu_count, current_process, init, log_to_stderr, parent_process,
+    set_start_method, start_method,
+};
 
 /// The code blocks of `README.md`, compiled and run as doctests.
 #[cfg(doctest)]

@@ -89,7 +89,7 @@ fn uncontended_operations_make_no_sleeping_system_call() {
     let array = Array::new(&[0u32; 8]).unwrap();
     let (mut tx, mut rx) = spsc::channel::<u64>(64).unwrap();
 
-    let mut child = Process::spawn(move || -> u64 {
+    let mut child = Process::builder().allow_threaded_fork(true).spawn(move || -> u64 {
         forbid_sleeping();
         let mut sum = 0u64;
         for i in 0..ROUNDS {
@@ -129,7 +129,7 @@ fn uncontended_operations_make_no_sleeping_system_call() {
 #[test]
 fn the_filter_kills_a_process_that_sleeps() {
     let semaphore = Semaphore::new(0).unwrap();
-    let mut child = Process::spawn(move || {
+    let mut child = Process::builder().allow_threaded_fork(true).spawn(move || {
         forbid_sleeping();
         // Nobody releases: this must sleep on the futex, and so dies.
         let _ = semaphore.acquire_timeout(Duration::from_millis(50));

@@ -111,7 +111,7 @@ fn four_producers_four_consumers_lose_nothing() {
             .put_timeout(STOP, WATCHDOG)
             .expect("room for the stop values");
     }
-    let mut received: Vec<u64> = consumers.iter_mut().flat_map(join).collect();
+    let mut received: Vec<u64> = consumers.iter_mut().flat_map(|c| join(c)).collect();
     received.sort_unstable();
     assert_eq!(received.len() as u64, MILLION);
     assert!(

@@ -36,6 +36,7 @@ pub mod spsc;
 pub mod value;
 
 pub use error::{Error, Result};
+pub use rustix::io::Errno;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use queue::{GetError, PutError, Queue};

@@ -37,6 +37,18 @@ pub enum Drained {
 }
 
 impl PipeReader {
+    /// Reads from `fd` (a pipe or a stream socket), made non-blocking here.
+    ///
+    /// `fcntl(F_SETFL, O_NONBLOCK)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Os`] from `fcntl`.
+    pub fn from_fd(fd: OwnedFd) -> Result<PipeReader> {
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(os("fcntl"))?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(os("fcntl"))?;
+        Ok(PipeReader(fd))
+    }
+
     /// Appends everything readable now to `buf`, without blocking.
     ///
     /// `read` until `EAGAIN` (or end of file), retried on `EINTR`.
@@ -70,6 +82,11 @@ impl AsFd for PipeReader {
 pub struct PipeWriter(OwnedFd);
 
 impl PipeWriter {
+    /// Writes to `fd` (a pipe or a stream socket, in blocking mode).
+    pub fn from_fd(fd: OwnedFd) -> PipeWriter {
+        PipeWriter(fd)
+    }
+
     /// Writes all of `bytes`, blocking while the pipe is full.
     ///
     /// Only `write` system calls: safe in a child forked from a

@@ -21,7 +21,9 @@ use mproc_core::{Origin, OwnerId};
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus};
+
+pub use rustix::process::Signal;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result, os};
@@ -143,30 +145,12 @@ pub fn owner_id() -> OwnerId {
 ///
 /// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
 pub fn start_time(pid: u32) -> Result<u64> {
-    let unparsable = || Error::Os {
+    let mut stat = [0u8; 2048];
+    let len = read_stat(pid, &mut stat)?;
+    parse_start_time(&stat[..len]).ok_or(Error::Os {
         call: "parse /proc/<pid>/stat",
         errno: Errno::INVAL,
-    };
-    let mut path = [0u8; 32];
-    let path = proc_stat_path(pid, &mut path).ok_or_else(unparsable)?;
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(os("open /proc/<pid>/stat"))?;
-    // The line has 52 numeric fields and a name of at most 64 bytes: well
-    // under 2 KiB.
-    let mut stat = [0u8; 2048];
-    let mut len = 0;
-    loop {
-        let Some(free) = stat.get_mut(len..).filter(|free| !free.is_empty()) else {
-            return Err(unparsable());
-        };
-        match rustix::io::read(&fd, free) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(errno) => return Err(os("read /proc/<pid>/stat")(errno)),
-        }
-    }
-    parse_start_time(&stat[..len]).ok_or_else(unparsable)
+    })
 }
 
 /// Writes `/proc/<pid>/stat` and a NUL into `buf`, without allocating.
@@ -199,14 +183,98 @@ fn proc_stat_path(pid: u32, buf: &mut [u8; 32]) -> Option<&CStr> {
 }
 
 /// Field 22 of a `/proc/<pid>/stat` line.
+fn parse_start_time(stat: &[u8]) -> Option<u64> {
+    stat_field(stat, 22)
+}
+
+/// Numeric field `field` (counted from 1, at least 3) of a
+/// `/proc/<pid>/stat` line.
 ///
 /// Field 2 (`comm`) is in parentheses and may itself contain spaces and
 /// parentheses, so fields are counted from the last `)`: field 3 is the
-/// first after it, so field 22 is the 20th.
-fn parse_start_time(stat: &[u8]) -> Option<u64> {
+/// first after it.
+fn stat_field(stat: &[u8], field: usize) -> Option<u64> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = core::str::from_utf8(&stat[close + 1..]).ok()?;
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    rest.split_ascii_whitespace().nth(field.checked_sub(3)?)?.parse().ok()
+}
+
+/// Reads `/proc/<pid>/stat` into `buf` and returns the bytes read, without
+/// allocating (only `open`, `read` and `close`).
+fn read_stat(pid: u32, buf: &mut [u8; 2048]) -> Result<usize> {
+    let unparsable = || Error::Os {
+        call: "parse /proc/<pid>/stat",
+        errno: Errno::INVAL,
+    };
+    let mut path = [0u8; 32];
+    let path = proc_stat_path(pid, &mut path).ok_or_else(unparsable)?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(os("open /proc/<pid>/stat"))?;
+    // The line has 52 numeric fields and a name of at most 64 bytes: well
+    // under 2 KiB.
+    let mut len = 0;
+    loop {
+        let Some(free) = buf.get_mut(len..).filter(|free| !free.is_empty()) else {
+            return Err(unparsable());
+        };
+        match rustix::io::read(&fd, free) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(os("read /proc/<pid>/stat")(errno)),
+        }
+    }
+}
+
+/// The number of threads of the calling process.
+///
+/// Field 20 (`num_threads`) of `/proc/self/stat`. Used to refuse a plain
+/// `fork` from a multi-threaded process.
+///
+/// # Errors
+///
+/// [`Error::Os`] if `/proc` cannot be read or parsed.
+///
+/// # References
+///  - [Linux `proc_pid_stat(5)`]
+///
+/// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
+pub fn thread_count() -> Result<u64> {
+    let mut stat = [0u8; 2048];
+    let len = read_stat(current_pid(), &mut stat)?;
+    stat_field(&stat[..len], 20).ok_or(Error::Os {
+        call: "parse /proc/<pid>/stat",
+        errno: Errno::INVAL,
+    })
+}
+
+/// Asks the kernel to send `signal` to the caller when its parent exits
+/// (`None`: not to).
+///
+/// The "parent" is the *thread* that created the caller: if that thread
+/// exits while its process lives on, the signal is sent all the same.
+/// Returns whether the parent was still `expected_parent` once the request
+/// was in place: if not, the parent died before and no signal will come.
+///
+/// `prctl(PR_SET_PDEATHSIG, signal)`, then `getppid()`.
+///
+/// # Errors
+///
+/// [`Error::Os`] from `prctl`.
+///
+/// # References
+///  - [Linux `prctl`]
+///
+/// [Linux `prctl`]: https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html
+pub fn set_parent_death_signal(signal: Option<Signal>, expected_parent: u32) -> Result<bool> {
+    rustix::process::set_parent_process_death_signal(signal).map_err(os("prctl"))?;
+    Ok(parent_pid() == expected_parent)
+}
+
+/// The process id of the caller's parent (`getppid()`); 0 if it has none in
+/// the caller's pid namespace.
+pub fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get().unsigned_abs())
 }
 
 /// The creator record for a new shared object: the caller's pid and start
@@ -342,6 +410,90 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Runs `handler` when the process exits through `exit` (returning from
+/// `main`, or `std::process::exit`); not after `_exit` ([`exit_now`]) or
+/// death by a signal.
+///
+/// `atexit(handler)`.
+///
+/// # Errors
+///
+/// [`Error::Os`] (`ENOMEM`) if the C library has no room for another
+/// handler.
+///
+/// # References
+///  - [`atexit(3)`]
+///
+/// [`atexit(3)`]: https://man7.org/linux/man-pages/man3/atexit.3.html
+pub fn at_exit(handler: extern "C" fn()) -> Result<()> {
+    // SAFETY: `handler` is a plain function with no arguments, valid for the
+    // life of the process; `atexit` only records it.
+    match unsafe { libc::atexit(handler) } {
+        0 => Ok(()),
+        _ => Err(os("atexit")(Errno::NOMEM)),
+    }
+}
+
+/// Writes all of `bytes` to the standard error stream with as few `write`
+/// calls as the kernel allows: one for a record up to `PIPE_BUF` (4096)
+/// bytes on a pipe, which no other writer can split; one in practice on a
+/// terminal or a file opened for appending.
+///
+/// Errors are ignored: there is nowhere left to report them.
+pub fn write_stderr(mut bytes: &[u8]) {
+    let stderr = rustix::stdio::stderr();
+    while !bytes.is_empty() {
+        match rustix::io::write(stderr, bytes) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Whether a process with id `pid` exists (a zombie counts).
+///
+/// `kill(pid, 0)`: `ESRCH` means no; success or `EPERM` (exists, not ours
+/// to signal) mean yes. A pid reused by another process counts as yes.
+///
+/// # References
+///  - [Linux `kill`]
+///
+/// [Linux `kill`]: https://man7.org/linux/man-pages/man2/kill.2.html
+pub fn exists(pid: u32) -> bool {
+    match Pid::from_raw(pid as i32) {
+        Some(pid) => !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH)),
+        None => false,
+    }
+}
+
+/// What identifies the program file this process runs: the device, inode,
+/// size and modification time of `/proc/self/exe`.
+///
+/// Two processes with the same identity run the same build, so a code
+/// address in one is the same offset from a known symbol in the other.
+///
+/// `stat("/proc/self/exe")`.
+///
+/// # Errors
+///
+/// [`Error::Os`] from `stat`.
+///
+/// # References
+///  - [Linux `proc_pid_exe(5)`]
+///
+/// [Linux `proc_pid_exe(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_exe.5.html
+pub fn exe_identity() -> Result<[u64; 4]> {
+    let stat = rustix::fs::stat("/proc/self/exe").map_err(os("stat /proc/self/exe"))?;
+    Ok([
+        stat.st_dev,
+        stat.st_ino,
+        stat.st_size as u64,
+        (stat.st_mtime as u64) << 32 ^ stat.st_mtime_nsec as u64,
+    ])
+}
+
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
@@ -457,6 +609,34 @@ pub struct Child {
 }
 
 impl Child {
+    /// Takes hold of child `pid`, which the caller created by other means
+    /// (say `std::process::Command`) and has not reaped.
+    ///
+    /// `pidfd_open(pid, 0)`. The pid cannot have been reused: an unreaped
+    /// child keeps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `pidfd_open`.
+    ///
+    /// # References
+    ///  - [Linux `pidfd_open`]
+    ///
+    /// [Linux `pidfd_open`]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
+    pub fn adopt(pid: u32) -> Result<Child> {
+        let raw = Pid::from_raw(pid as i32).ok_or(Error::Os {
+            call: "pidfd_open",
+            errno: Errno::SRCH,
+        })?;
+        let pidfd =
+            rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(os("pidfd_open"))?;
+        Ok(Child {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.pid

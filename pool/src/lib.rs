@@ -1,16 +1,35 @@
-//! The process layer of mproc: run a closure in a child process and get its
-//! result back.
+//! The process layer of mproc: Python's `Process` for Rust.
 //!
-//! [`Process::spawn`] forks; the child runs the closure, sends what it
-//! returns (any `T: Serialize + DeserializeOwned`, encoded with postcard)
-//! or the message of its panic back through a pipe, and exits without
-//! running the parent's exit handlers. [`Process::join`] returns the value,
-//! or a [`ProcessError`] that says how the child ended instead.
+//! * [`Process`]: code running in a child process. [`Process::spawn`]
+//!   forks a child that runs a closure; [`Process::builder`] names it, makes
+//!   it a daemon, or starts it another way ([`StartMethod`]): through a
+//!   single-threaded fork server, or by running the program again. `join`
+//!   returns what the child returned (any `T: Serialize +
+//!   DeserializeOwned`, sent back with postcard), or a [`ProcessError`] that
+//!   says how it ended instead: exit code, signal, or panic message.
+//! * [`current_process`], [`parent_process`], [`active_children`],
+//!   [`cpu_count`].
+//! * [`log_to_stderr`]: records prefixed with `[LEVEL/ProcessName]`.
+//! * [`init`]: first thing in `main` for programs that use
+//!   [`StartMethod::Spawn`]; [`enable_test_support!`] does the same for test
+//!   binaries.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod current;
+mod entry;
+mod forkserver;
+mod logging;
 mod process;
+mod spawn;
 
-pub use process::{Process, ProcessError};
+pub use current::{
+    ParentProcess, ProcessInfo, active_children, cpu_count, current_process, parent_process,
+};
+pub use logging::log_to_stderr;
+pub use process::{
+    Builder, Process, ProcessError, Run, StartMethod, set_start_method, start_method,
+};
+pub use spawn::init;

@@ -1,31 +1,44 @@
-//! [`Process`]: a closure running in a child process.
+//! [`Process`]: code running in a child process, and the way to its result.
 
 use core::fmt;
 use core::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use mproc_os::futex::Deadline;
-use mproc_os::pipe::{PipeReader, pipe};
-use mproc_os::process::{Child, ExitStatus, Fork, exit_now, fork};
+use mproc_os::pipe::{PipeReader, PipeWriter, pipe};
+use mproc_os::process::{Child, ExitStatus, Fork, Signal, current_pid, exit_now, fork};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::current::{self, ChildSetup, Entry};
+
 /// Exit code of a child whose closure returned.
-const EXIT_RETURNED: i32 = 0;
+pub(crate) const EXIT_RETURNED: i32 = 0;
 /// Exit code of a child whose closure panicked (Rust's usual 101).
-const EXIT_PANICKED: i32 = 101;
+pub(crate) const EXIT_PANICKED: i32 = 101;
 /// Exit code of a child that could not send its result.
-const EXIT_UNSENT: i32 = 102;
+pub(crate) const EXIT_UNSENT: i32 = 102;
+/// Exit code of a daemon child whose parent was gone before it started.
+pub(crate) const EXIT_ORPHANED: i32 = 103;
+/// Exit code of a child that could not start its entry point.
+pub(crate) const EXIT_START_FAILED: i32 = 104;
 
 /// What a child sends back: one postcard frame.
 #[derive(Serialize, Deserialize)]
-enum Outcome<T> {
+pub(crate) enum Outcome<T> {
+    /// The closure returned this.
     Returned(T),
+    /// The closure panicked with this message.
     Panicked(String),
+    /// The entry point could not be started (say, its arguments did not
+    /// decode).
+    Failed(String),
 }
 
-/// How a child process failed to deliver its result.
+/// How a process could not be started, or failed to deliver its result.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ProcessError {
@@ -51,6 +64,13 @@ pub enum ProcessError {
         /// The panic message.
         message: String,
     },
+    /// The child started but could not run its entry point.
+    StartFailed {
+        /// The child's pid.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
     /// `join_timeout`: the child was still running when the timeout passed.
     Timeout,
     /// The result was already taken by an earlier `join`.
@@ -61,6 +81,27 @@ pub enum ProcessError {
         /// The child's pid.
         pid: u32,
         /// Why it does not decode.
+        reason: String,
+    },
+    /// [`StartMethod::Fork`] was asked of a process that runs several
+    /// threads: the child would start with every lock that another thread
+    /// held at that moment locked forever. Use [`StartMethod::ForkServer`]
+    /// or [`StartMethod::Spawn`], or opt in with
+    /// [`Builder::allow_threaded_fork`].
+    ThreadedFork {
+        /// The number of threads the process had.
+        threads: u64,
+    },
+    /// A closure can only be started with [`StartMethod::Fork`]; the other
+    /// start methods run a `fn` with serialized arguments
+    /// ([`Builder::spawn_fn`]).
+    NeedsFn {
+        /// The start method that was asked for.
+        method: StartMethod,
+    },
+    /// The start method could not start the child.
+    Start {
+        /// What went wrong.
         reason: String,
     },
     /// Creating or waiting for the child failed.
@@ -81,11 +122,26 @@ impl fmt::Display for ProcessError {
                 write!(f, "process {pid} was {status}")
             }
             Self::Panicked { pid, message } => write!(f, "process {pid} panicked: {message}"),
+            Self::StartFailed { pid, reason } => {
+                write!(f, "process {pid} could not start: {reason}")
+            }
             Self::Timeout => f.write_str("the process is still running"),
             Self::AlreadyJoined => f.write_str("the process was already joined"),
             Self::BadResult { pid, reason } => {
                 write!(f, "the result of process {pid} does not decode: {reason}")
             }
+            Self::ThreadedFork { threads } => write!(
+                f,
+                "refusing to fork a process that runs {threads} threads (the child could \
+                 deadlock on a lock another thread holds): use StartMethod::ForkServer or \
+                 StartMethod::Spawn, or opt in with Builder::allow_threaded_fork"
+            ),
+            Self::NeedsFn { method } => write!(
+                f,
+                "start method {method:?} cannot run a closure: use Builder::spawn_fn with a \
+                 fn and serializable arguments, or StartMethod::Fork"
+            ),
+            Self::Start { reason } => write!(f, "cannot start the process: {reason}"),
             Self::Os(error) => write!(f, "{error}"),
         }
     }
@@ -106,18 +162,387 @@ impl From<mproc_os::Error> for ProcessError {
     }
 }
 
-/// A closure running in a child process, and the way to its result.
+/// How a child process is started (Python's start methods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// `fork` the caller: the fastest, and the child starts with a copy of
+    /// everything the parent had, so it can run any closure. Refused when
+    /// the caller runs several threads unless
+    /// [`Builder::allow_threaded_fork`] opts in.
+    #[default]
+    Fork,
+    /// Ask a single-threaded server process to fork the child: safe from a
+    /// multi-threaded parent. The child runs a `fn` with serialized
+    /// arguments ([`Builder::spawn_fn`]).
+    ForkServer,
+    /// Run the program again (`/proc/self/exe`): the child starts fresh,
+    /// `mproc::init()` at the top of `main` hands it its `fn` and
+    /// arguments ([`Builder::spawn_fn`]).
+    Spawn,
+}
+
+impl StartMethod {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Fork => 0,
+            Self::ForkServer => 1,
+            Self::Spawn => 2,
+        }
+    }
+
+    fn from_u8(raw: u8) -> Self {
+        match raw {
+            1 => Self::ForkServer,
+            2 => Self::Spawn,
+            _ => Self::Fork,
+        }
+    }
+}
+
+static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the start method of builders that do not choose one (Python's
+/// `set_start_method`).
+pub fn set_start_method(method: StartMethod) {
+    DEFAULT_METHOD.store(method.to_u8(), Ordering::Relaxed);
+}
+
+/// The start method of builders that do not choose one
+/// ([`StartMethod::Fork`] unless [`set_start_method`] changed it).
+pub fn start_method() -> StartMethod {
+    StartMethod::from_u8(DEFAULT_METHOD.load(Ordering::Relaxed))
+}
+
+/// Options for a new [`Process`]: name, daemon flag, start method.
 ///
-/// The child is created with `fork`, so it starts with a copy of the
-/// parent's memory: the closure may use anything the parent had, including
-/// mproc's shared queues, locks and values (made before the spawn), which
-/// stay shared. The closure's captures move to the child: the parent drops
-/// its copies when `spawn` returns.
+/// # Examples
 ///
-/// A `Process` owns its child. Dropping the handle of a child that is still
-/// running kills it (`SIGKILL`) and reaps it, so that no child outlives its
-/// handle unnoticed and none stays a zombie; call [`join`](Process::join) to
-/// wait for it instead.
+/// ```
+/// use mproc_pool::{Process, StartMethod};
+///
+/// let mut child = Process::builder()
+///     .name("worker")
+///     .start_method(StartMethod::Fork)
+///     .spawn(|| mproc_pool::current_process().name().to_owned())?;
+/// assert_eq!(child.name(), "worker");
+/// assert_eq!(child.join()?, "worker");
+/// # Ok::<(), mproc_pool::ProcessError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    allow_threaded_fork: bool,
+}
+
+impl Builder {
+    /// A builder with the defaults: named `Process-N`, not a daemon, the
+    /// default start method ([`start_method`]).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the child (default `Process-N`, numbered in start order; a
+    /// child's children are `Process-N:M`).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child a daemon: when this process exits normally, the
+    /// child is terminated (`SIGTERM`, then `SIGKILL` after a second)
+    /// instead of waited for, and the kernel kills it (`SIGKILL`) if this
+    /// process dies any other way, `SIGKILL` included.
+    ///
+    /// The kernel ties that signal to the *thread* that started the child:
+    /// start daemons from a thread that lives as long as the process (or
+    /// use [`StartMethod::ForkServer`], whose server is such a thread).
+    pub fn daemon(mut self, daemon: bool) -> Builder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses how the child is started.
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = Some(method);
+        self
+    }
+
+    /// Lets [`StartMethod::Fork`] fork a process that runs several threads.
+    ///
+    /// The child is a copy of the calling thread only: a lock another
+    /// thread held at that moment (inside `malloc`, stdout, a `Mutex`)
+    /// stays locked in the child forever. Opt in only when no other thread
+    /// can hold such a lock (say, in a test harness whose other threads
+    /// only wait), or keep the child to async-signal-safe calls.
+    pub fn allow_threaded_fork(mut self, allow: bool) -> Builder {
+        self.allow_threaded_fork = allow;
+        self
+    }
+
+    fn method(&self) -> StartMethod {
+        self.method.unwrap_or_else(start_method)
+    }
+
+    /// Starts a child that runs `f` and sends back what it returns.
+    ///
+    /// Only [`StartMethod::Fork`] can run a closure (it copies the parent's
+    /// memory, captures included); any other start method returns
+    /// [`ProcessError::NeedsFn`].
+    ///
+    /// In the child, a panic in `f` is caught and reported to `join` with
+    /// its message; whatever happens, the child ends with `_exit`, so the
+    /// parent's exit handlers and destructors never run twice.
+    pub fn spawn<T, F>(self, f: F) -> Result<Process<T>, ProcessError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match self.method() {
+            StartMethod::Fork => self.fork(f),
+            method => Err(ProcessError::NeedsFn { method }),
+        }
+    }
+
+    /// Starts a child that runs `f(args)`, with any start method, and sends
+    /// back what it returns.
+    ///
+    /// `f` is a `fn` item (a closure that captures nothing coerces to one);
+    /// `args` travel to the child serialized (postcard), so the child of a
+    /// [`StartMethod::Spawn`] or [`StartMethod::ForkServer`] start, which
+    /// shares no memory with the caller, gets them too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_pool::Process;
+    ///
+    /// fn double(n: u64) -> u64 {
+    ///     2 * n
+    /// }
+    ///
+    /// let mut child = Process::builder().spawn_fn(double, 21)?;
+    /// assert_eq!(child.join()?, 42);
+    /// # Ok::<(), mproc_pool::ProcessError>(())
+    /// ```
+    pub fn spawn_fn<A, T>(self, f: fn(A) -> T, args: A) -> Result<Process<T>, ProcessError>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned,
+    {
+        match self.method() {
+            StartMethod::Fork => self.fork(move || f(args)),
+            method => {
+                let request = crate::entry::Request::new(f, &args)?;
+                let setup = current::next_child(self.name, self.daemon);
+                let (name, daemon) = (setup.name.clone(), setup.daemon);
+                let (child, output) = match method {
+                    StartMethod::Spawn => crate::spawn::start(setup, request)?,
+                    _ => crate::forkserver::start(setup, request)?,
+                };
+                Ok(Process::started(child, output, name, daemon))
+            }
+        }
+    }
+
+    /// Starts a child that runs `target` (the counterpart of subclassing
+    /// Python's `Process` and overriding `run`); any start method that can
+    /// run a closure, so [`StartMethod::Fork`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_pool::{Process, Run};
+    ///
+    /// struct Countdown(u32);
+    ///
+    /// impl Run for Countdown {
+    ///     type Output = u32;
+    ///     fn run(self) -> u32 {
+    ///         (1..=self.0).rev().count() as u32
+    ///     }
+    /// }
+    ///
+    /// let mut child = Process::builder().start(Countdown(3))?;
+    /// assert_eq!(child.join()?, 3);
+    /// # Ok::<(), mproc_pool::ProcessError>(())
+    /// ```
+    pub fn start<R: Run>(self, target: R) -> Result<Process<R::Output>, ProcessError> {
+        self.spawn(move || target.run())
+    }
+
+    fn fork<T, F>(self, f: F) -> Result<Process<T>, ProcessError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        if !self.allow_threaded_fork {
+            let threads = mproc_os::process::thread_count()?;
+            if threads > 1 {
+                return Err(ProcessError::ThreadedFork { threads });
+            }
+        }
+        let setup = current::next_child(self.name, self.daemon);
+        let parent = current_pid();
+        let (reader, writer) = pipe()?;
+        // SAFETY: the child only runs `f` (the caller's code, which may use
+        // anything it captured) through `child_main`, which ends it with
+        // `_exit`; it never returns into the caller's stack frames. Either
+        // this process has one thread, or the caller opted in and takes on
+        // the restrictions `fork` documents.
+        match unsafe { fork()? } {
+            Fork::Child => {
+                drop(reader);
+                child_main(&setup, parent, writer, f)
+            }
+            Fork::Parent(child) => {
+                drop(writer);
+                Ok(Process::started(
+                    ChildKind::Direct(child),
+                    reader,
+                    setup.name,
+                    setup.daemon,
+                ))
+            }
+        }
+    }
+}
+
+/// What a child process runs, as a type: the Rust counterpart of
+/// subclassing Python's `Process` and overriding `run`. Start one with
+/// [`Builder::start`].
+pub trait Run: Send + 'static {
+    /// What `run` returns to the parent's `join`.
+    type Output: Serialize + DeserializeOwned;
+
+    /// The body of the child process.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `f` as the body of a child described by `setup` and ends the
+/// process: the one way every start method runs a child.
+///
+/// Logs Python's lifecycle records (`child process calling self.run()`,
+/// `process shutting down`, `process exiting with exitcode N`), catches a
+/// panic, runs the exit function (terminates daemon children, waits for the
+/// others), sends the outcome to `output` and `_exit`s.
+pub(crate) fn child_main<T, F>(setup: &ChildSetup, os_parent: u32, output: PipeWriter, f: F) -> !
+where
+    T: Serialize,
+    F: FnOnce() -> T,
+{
+    current::enter_child(setup, os_parent);
+    log::info!("child process calling self.run()");
+    let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Outcome::Returned(value),
+        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+    };
+    let code = match outcome {
+        Outcome::Returned(_) => EXIT_RETURNED,
+        _ => EXIT_PANICKED,
+    };
+    finish(outcome, code, output)
+}
+
+/// Ends a child that could not start its entry point.
+pub(crate) fn child_failed(setup: &ChildSetup, os_parent: u32, output: PipeWriter, reason: String) -> ! {
+    current::enter_child(setup, os_parent);
+    log::error!("child process could not start: {reason}");
+    finish(Outcome::<()>::Failed(reason), EXIT_START_FAILED, output)
+}
+
+fn finish<T: Serialize>(outcome: Outcome<T>, code: i32, output: PipeWriter) -> ! {
+    // Children may hold pipes or locks the parent waits on: end them first,
+    // as Python does before it reports the exit code.
+    current::exit_function();
+    let sent = match postcard::to_allocvec(&outcome) {
+        // Nobody listening (the handle was dropped) is not a failure.
+        Ok(frame) => match output.write_all(&frame) {
+            Ok(()) => true,
+            Err(error) => error.errno() == Some(mproc_os::Errno::PIPE),
+        },
+        Err(_) => false,
+    };
+    let code = if sent { code } else { EXIT_UNSENT };
+    log::info!("process exiting with exitcode {code}");
+    exit_now(code)
+}
+
+/// A child as its parent holds it: forked directly, or started through the
+/// fork server (which reaps it and relays how it ended).
+pub(crate) enum ChildKind {
+    /// A child of this process, held through a pidfd.
+    Direct(Child),
+    /// A child of the fork server.
+    Relayed(crate::forkserver::Relayed),
+}
+
+impl ChildKind {
+    pub(crate) fn try_wait(&mut self) -> mproc_os::Result<Option<ExitStatus>> {
+        match self {
+            Self::Direct(child) => child.try_wait(),
+            Self::Relayed(child) => child.try_wait(),
+        }
+    }
+
+    pub(crate) fn wait(&mut self) -> mproc_os::Result<ExitStatus> {
+        match self {
+            Self::Direct(child) => child.wait(),
+            Self::Relayed(child) => child.wait(),
+        }
+    }
+
+    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> mproc_os::Result<Option<ExitStatus>> {
+        match self {
+            Self::Direct(child) => child.wait_timeout(timeout),
+            Self::Relayed(child) => child.wait_timeout(timeout),
+        }
+    }
+
+    fn wait_collecting(
+        &mut self,
+        output: &PipeReader,
+        received: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+    ) -> mproc_os::Result<Option<ExitStatus>> {
+        match self {
+            Self::Direct(child) => child.wait_collecting(output, received, deadline),
+            Self::Relayed(child) => child.wait_collecting(output, received, deadline),
+        }
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) -> mproc_os::Result<()> {
+        match self {
+            Self::Direct(child) => child.signal(signal),
+            Self::Relayed(child) => child.signal(signal),
+        }
+    }
+
+    pub(crate) fn terminate(&self) -> mproc_os::Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    pub(crate) fn kill(&self) -> mproc_os::Result<()> {
+        self.signal(Signal::KILL)
+    }
+}
+
+/// Code running in a child process, and the way to its result (Python's
+/// `Process`).
+///
+/// [`Process::spawn`] forks a child that runs a closure; [`Process::builder`]
+/// names it, makes it a daemon or picks another [`StartMethod`].
+/// [`join`](Process::join) returns what the closure returned, or a
+/// [`ProcessError`] saying how the child ended instead: its exit code, the
+/// signal that killed it, or its panic message.
+///
+/// Dropping the handle does not stop the child (Python's behaviour): it
+/// runs on, is reaped the next time this process starts a child or calls
+/// [`active_children`](crate::active_children), and at this process's exit
+/// is waited for (or, a daemon, terminated). So no zombie stays behind.
 ///
 /// # Examples
 ///
@@ -126,10 +551,11 @@ impl From<mproc_os::Error> for ProcessError {
 ///
 /// let mut child = Process::spawn(|| (1..=10u64).sum::<u64>())?;
 /// assert_eq!(child.join()?, 55);
+/// assert_eq!(child.exitcode(), Some(0));
 /// # Ok::<(), mproc_pool::ProcessError>(())
 /// ```
 pub struct Process<T> {
-    child: Child,
+    entry: Arc<Entry>,
     output: PipeReader,
     received: Vec<u8>,
     joined: bool,
@@ -139,58 +565,35 @@ pub struct Process<T> {
 impl<T> fmt::Debug for Process<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
-            .field("pid", &self.child.pid())
+            .field("name", &self.entry.name)
+            .field("pid", &self.entry.pid)
+            .field("daemon", &self.entry.daemon)
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Process<T> {
-    /// Forks a child that runs `f` and sends back what it returns.
-    ///
-    /// In the child, a panic in `f` is caught and reported to `join` with its
-    /// message; whatever happens, the child ends with `_exit`, so the
-    /// parent's exit handlers and destructors never run twice.
-    pub fn spawn<F>(f: F) -> Result<Self, ProcessError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let (reader, writer) = pipe()?;
-        // SAFETY: the child only runs `f` (the caller's code, which may use
-        // anything it captured), encodes the result and writes it with
-        // `write` system calls, then leaves with `_exit`; it never returns
-        // into the caller's stack frames.
-        match unsafe { fork()? } {
-            Fork::Child => {
-                drop(reader);
-                let outcome = match catch_unwind(AssertUnwindSafe(f)) {
-                    Ok(value) => Outcome::Returned(value),
-                    Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
-                };
-                let code = match outcome {
-                    Outcome::Returned(_) => EXIT_RETURNED,
-                    Outcome::Panicked(_) => EXIT_PANICKED,
-                };
-                let sent = postcard::to_allocvec(&outcome)
-                    .ok()
-                    .is_some_and(|frame| writer.write_all(&frame).is_ok());
-                exit_now(if sent { code } else { EXIT_UNSENT })
-            }
-            Fork::Parent(child) => {
-                drop(writer);
-                Ok(Self {
-                    child,
-                    output: reader,
-                    received: Vec::new(),
-                    joined: false,
-                    _result: PhantomData,
-                })
-            }
-        }
+impl Process<()> {
+    /// A builder for a child with a name, the daemon flag or another start
+    /// method.
+    pub fn builder() -> Builder {
+        Builder::new()
     }
+}
 
+impl<T> Process<T> {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.pid()
+        self.entry.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.entry.daemon
     }
 
     /// Whether the child is still running (reaps it if it has exited).
@@ -208,17 +611,50 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         // Drain what the child wrote so far, so that it never blocks on a
         // full pipe while we only look.
         let _ = self.output.read_available(&mut self.received);
-        self.child.try_wait().ok().flatten()
+        self.entry.child().try_wait().ok().flatten()
     }
 
     /// Sends `SIGTERM` to the child (no-op once it has exited).
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        Ok(self.child.terminate()?)
+        Ok(self.entry.child().terminate()?)
     }
 
     /// Sends `SIGKILL` to the child (no-op once it has exited).
     pub fn kill(&self) -> Result<(), ProcessError> {
-        Ok(self.child.kill()?)
+        Ok(self.entry.child().kill()?)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Process<T> {
+    /// Forks a child that runs `f` and sends back what it returns, with the
+    /// defaults of [`Builder`] (the start method must be
+    /// [`StartMethod::Fork`], and this process single-threaded).
+    pub fn spawn<F>(f: F) -> Result<Self, ProcessError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Builder::new().spawn(f)
+    }
+
+    pub(crate) fn started(child: ChildKind, output: PipeReader, name: String, daemon: bool) -> Self {
+        let pid = match &child {
+            ChildKind::Direct(child) => child.pid(),
+            ChildKind::Relayed(child) => child.pid(),
+        };
+        let entry = Arc::new(Entry {
+            pid,
+            name,
+            daemon,
+            child: std::sync::Mutex::new(child),
+        });
+        current::register(entry.clone());
+        Self {
+            entry,
+            output,
+            received: Vec::new(),
+            joined: false,
+            _result: PhantomData,
+        }
     }
 
     /// Waits for the child to end and returns the closure's value, or how
@@ -241,14 +677,16 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         if self.joined {
             return Err(ProcessError::AlreadyJoined);
         }
-        let pid = self.child.pid();
-        let Some(status) =
-            self.child
-                .wait_collecting(&self.output, &mut self.received, deadline)?
-        else {
+        let pid = self.entry.pid;
+        let status = self
+            .entry
+            .child()
+            .wait_collecting(&self.output, &mut self.received, deadline)?;
+        let Some(status) = status else {
             return Err(ProcessError::Timeout);
         };
         self.joined = true;
+        current::unregister(pid);
         let frame = std::mem::take(&mut self.received);
         match status {
             ExitStatus::Signaled { signal, .. } => Err(ProcessError::Signaled { pid, signal }),
@@ -256,6 +694,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(&frame) {
                 Ok(Outcome::Returned(value)) => Ok(value),
                 Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
+                Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),
                 // Cut short: the child failed while sending.
                 Err(_) if code != EXIT_RETURNED => Err(ProcessError::Exited { pid, code }),
                 Err(error) => Err(ProcessError::BadResult {
@@ -263,15 +702,6 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
                     reason: error.to_string(),
                 }),
             },
-        }
-    }
-}
-
-impl<T> Drop for Process<T> {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers for the integration tests: every wait has a deadline, so a hang
-//! fails the test instead of stalling CI, and every child is killed and
-//! reaped when its `Process` handle drops (on success or on panic).
+//! fails the test instead of stalling CI, and every child is killed when its
+//! guard drops (on success or on panic).
 
 #![allow(dead_code)]
 
@@ -24,11 +24,43 @@ pub fn join<T: Serialize + DeserializeOwned>(process: &mut Process<T>) -> T {
     }
 }
 
-/// Spawns `f` in a child process.
-pub fn spawn<T, F>(f: F) -> Process<T>
+/// Forks a child that runs `f`, and kills it when the returned guard drops
+/// (so a failing test leaves nothing running).
+///
+/// The test harness runs every test on a thread of its own, so the test
+/// process always has several threads; its other threads only wait, so
+/// forking it is safe and the guard opts in.
+pub fn spawn<T, F>(f: F) -> Guard<T>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> T + Send + 'static,
 {
-    Process::spawn(f).expect("fork a child")
+    Guard(
+        Process::builder()
+            .allow_threaded_fork(true)
+            .spawn(f)
+            .expect("fork a child"),
+    )
+}
+
+/// A child that is killed when the guard drops.
+pub struct Guard<T>(pub Process<T>);
+
+impl<T> std::ops::Deref for Guard<T> {
+    type Target = Process<T>;
+    fn deref(&self) -> &Process<T> {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Guard<T> {
+    fn deref_mut(&mut self) -> &mut Process<T> {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for Guard<T> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
 }

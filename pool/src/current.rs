@@ -1,0 +1,355 @@
+//! Who this process is, who its parent is, and which children it has:
+//! [`current_process`], [`parent_process`], [`active_children`],
+//! [`cpu_count`], and what happens to children when this process exits.
+//!
+//! Each process keeps one record of itself (its name, its place in the
+//! tree, whether it is a daemon) and a registry of the children it started.
+//! A record copied into a child by `fork` belongs to the parent: every
+//! access checks the pid it was made for, and a child starts from a fresh
+//! one (the child's own name comes from [`enter_child`]).
+//!
+//! At exit (returning from `main` or `std::process::exit`) a process that
+//! started children runs Python's exit function: it logs `process shutting
+//! down`, terminates its daemon children (`SIGTERM`) and waits for all of
+//! them. A child started by mproc runs the same function when its closure
+//! returns. Daemon children are also asked to die with their parent
+//! (`prctl(PR_SET_PDEATHSIG, SIGKILL)`), so that a parent killed with
+//! `SIGKILL` does not leave them behind.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mproc_os::process::{current_pid, parent_pid};
+use serde::{Deserialize, Serialize};
+
+use crate::process::ChildKind;
+
+/// How a child learns who it is: sent through `fork` (a copy), or in the
+/// request of a `Spawn` / `ForkServer` start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ChildSetup {
+    /// The child's name (`Process-N` unless the builder named it).
+    pub(crate) name: String,
+    /// Its place in the tree: `[1]` for `Process-1`, `[1, 2]` for the second
+    /// child of `Process-1`.
+    pub(crate) identity: Vec<u32>,
+    /// Whether it is a daemon.
+    pub(crate) daemon: bool,
+    /// The process that asked for it (not the fork server that forked it).
+    pub(crate) parent_pid: u32,
+    /// That process's name.
+    pub(crate) parent_name: String,
+}
+
+/// The record of this process.
+struct Me {
+    /// The process this record is about: a record inherited through a fork
+    /// that did not go through [`enter_child`] is replaced.
+    pid: u32,
+    name: String,
+    identity: Vec<u32>,
+    daemon: bool,
+    /// Children started so far (numbers the next default name).
+    started: u32,
+    parent: Option<ParentProcess>,
+    /// Children started and not yet known to be reaped.
+    children: Vec<Arc<Entry>>,
+    /// Whether the exit function is registered in this process.
+    exit_hook: bool,
+}
+
+impl Me {
+    fn main(pid: u32) -> Me {
+        Me {
+            pid,
+            name: "MainProcess".to_owned(),
+            identity: Vec::new(),
+            daemon: false,
+            started: 0,
+            parent: None,
+            children: Vec::new(),
+            exit_hook: false,
+        }
+    }
+}
+
+static ME: Mutex<Option<Me>> = Mutex::new(None);
+
+/// The record of this process, made fresh if there is none yet or the one
+/// there was inherited from a parent.
+///
+/// Never log while holding it: the logger asks for the name.
+fn me() -> MutexGuard<'static, Option<Me>> {
+    let mut me = ME.lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = current_pid();
+    if me.as_ref().is_none_or(|me| me.pid != pid) {
+        // The parent's children are not ours; dropping their handles here
+        // only closes this process's copies of their pidfds.
+        *me = Some(Me::main(pid));
+    }
+    me
+}
+
+fn with_me<R>(f: impl FnOnce(&mut Me) -> R) -> R {
+    let mut guard = me();
+    match guard.as_mut() {
+        Some(me) => f(me),
+        // `me()` always leaves a record.
+        None => unreachable!("the process record was just made"),
+    }
+}
+
+/// A child in the registry, shared with its [`Process`](crate::Process)
+/// handle (if the handle still exists).
+pub(crate) struct Entry {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    /// Locked while somebody waits for the child.
+    pub(crate) child: Mutex<ChildKind>,
+}
+
+impl Entry {
+    pub(crate) fn child(&self) -> MutexGuard<'_, ChildKind> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the child has ended (and then it is reaped). A child that
+    /// somebody is waiting for right now counts as running.
+    fn has_ended(&self) -> bool {
+        match self.child.try_lock() {
+            Ok(mut child) => !matches!(child.try_wait(), Ok(None)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                !matches!(poisoned.into_inner().try_wait(), Ok(None))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+}
+
+/// The name and identity for the next child, and the setup it starts with.
+pub(crate) fn next_child(name: Option<String>, daemon: bool) -> ChildSetup {
+    with_me(|me| {
+        me.started += 1;
+        let mut identity = me.identity.clone();
+        identity.push(me.started);
+        let name = name.unwrap_or_else(|| {
+            let path: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", path.join(":"))
+        });
+        ChildSetup {
+            name,
+            identity,
+            daemon,
+            parent_pid: me.pid,
+            parent_name: me.name.clone(),
+        }
+    })
+}
+
+/// Records a started child (and reaps the ones that have ended).
+pub(crate) fn register(entry: Arc<Entry>) {
+    let hook = with_me(|me| {
+        me.children.retain(|child| !child.has_ended());
+        me.children.push(entry);
+        !std::mem::replace(&mut me.exit_hook, true)
+    });
+    if hook && mproc_os::process::at_exit(run_exit_function).is_err() {
+        log::warn!("cannot register the exit function: children are not joined at exit");
+    }
+}
+
+/// Forgets a child that was reaped through its handle.
+pub(crate) fn unregister(pid: u32) {
+    with_me(|me| me.children.retain(|child| child.pid != pid));
+}
+
+/// Becomes the child described by `setup`: run first thing in every child
+/// mproc starts. `os_parent` is the process that forked us (the fork
+/// server's pid for `ForkServer`).
+///
+/// A daemon asks the kernel for `SIGKILL` when `os_parent` dies, and exits
+/// at once if it already has.
+pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32) {
+    let pid = current_pid();
+    let mut guard = ME.lock().unwrap_or_else(PoisonError::into_inner);
+    *guard = Some(Me {
+        pid,
+        name: setup.name.clone(),
+        identity: setup.identity.clone(),
+        daemon: setup.daemon,
+        started: 0,
+        parent: Some(ParentProcess {
+            pid: setup.parent_pid,
+            name: setup.parent_name.clone(),
+        }),
+        children: Vec::new(),
+        exit_hook: false,
+    });
+    drop(guard);
+    if setup.daemon {
+        let parent_alive = mproc_os::process::set_parent_death_signal(
+            Some(mproc_os::process::Signal::KILL),
+            os_parent,
+        );
+        if matches!(parent_alive, Ok(false)) {
+            // Our parent is already gone: a daemon does not outlive it.
+            mproc_os::process::exit_now(crate::process::EXIT_ORPHANED);
+        }
+    }
+}
+
+/// The name of this process: `MainProcess`, `Process-N`, or what its
+/// builder named it.
+pub(crate) fn name() -> String {
+    with_me(|me| me.name.clone())
+}
+
+/// What [`current_process`] and [`active_children`] tell about a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// Its name: `MainProcess` for the first process, `Process-N` (or
+    /// `Process-N:M` for a child's child) unless named by its builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it is a daemon (terminated when its parent exits).
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// This process: its name and pid (Python's `current_process()`).
+///
+/// # Examples
+///
+/// ```
+/// let me = mproc_pool::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    with_me(|me| ProcessInfo {
+        name: me.name.clone(),
+        pid: me.pid,
+        daemon: me.daemon,
+    })
+}
+
+/// The process that started this one, as [`parent_process`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentProcess {
+    pid: u32,
+    name: String,
+}
+
+impl ParentProcess {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it still runs.
+    ///
+    /// A child forked directly sees its parent's pid as its own parent pid
+    /// until the parent dies; a child started through the fork server asks
+    /// the kernel whether the pid still exists (a pid reused in between
+    /// would count as alive).
+    pub fn is_alive(&self) -> bool {
+        parent_pid() == self.pid || mproc_os::process::exists(self.pid)
+    }
+}
+
+/// The process that started this one, or `None` in a process mproc did not
+/// start (Python's `parent_process()`).
+pub fn parent_process() -> Option<ParentProcess> {
+    with_me(|me| me.parent.clone())
+}
+
+/// The children of this process that are still running; those that have
+/// ended since the last look are reaped (Python's `active_children()`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut child = mproc_pool::Process::spawn(|| std::thread::sleep(Duration::from_millis(200)))?;
+/// assert!(mproc_pool::active_children().iter().any(|c| c.pid() == child.pid()));
+/// child.join()?;
+/// assert!(mproc_pool::active_children().is_empty());
+/// # Ok::<(), mproc_pool::ProcessError>(())
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    with_me(|me| {
+        me.children.retain(|child| !child.has_ended());
+        me.children
+            .iter()
+            .map(|child| ProcessInfo {
+                name: child.name.clone(),
+                pid: child.pid,
+                daemon: child.daemon,
+            })
+            .collect()
+    })
+}
+
+/// The number of CPUs this process may run on (its affinity mask, as
+/// `std::thread::available_parallelism` reports it; 1 if unknown).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How long a daemon child gets to exit after `SIGTERM` at its parent's
+/// exit before it is sent `SIGKILL`.
+const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
+/// Python's exit function: terminate the daemon children, then wait for
+/// every child. Run when a child's closure returns, and at the exit of a
+/// process that started children.
+pub(crate) fn exit_function() {
+    log::info!("process shutting down");
+    let children = with_me(|me| std::mem::take(&mut me.children));
+    for child in children.iter().filter(|child| child.daemon) {
+        log::info!("calling terminate() for daemon {}", child.name);
+        let _ = child.child().terminate();
+    }
+    for child in &children {
+        log::info!("calling join() for process {}", child.name);
+        let mut kind = child.child();
+        if child.daemon && matches!(kind.wait_timeout(DAEMON_GRACE), Ok(None)) {
+            let _ = kind.kill();
+        }
+        let _ = kind.wait();
+    }
+}
+
+extern "C" fn run_exit_function() {
+    // Only in the process that registered it: a child forked by other
+    // code and ending with `exit` must not join its parent's children.
+    let mine = ME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|me| me.pid == current_pid());
+    if mine {
+        exit_function();
+    }
+}
