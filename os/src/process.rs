@@ -866,6 +866,39 @@ impl Drop for Child {
     }
 }
 
+/// Takes the caller's standard input away: returns it as a new
+/// close-on-exec descriptor and puts `/dev/null` in its place (fd 0).
+///
+/// How a re-executed child picks up the channel its parent handed it as
+/// stdin, leaving a harmless stdin to the code it runs.
+///
+/// `fcntl(0, F_DUPFD_CLOEXEC, 3)`, `open("/dev/null")`, `dup2(null, 0)`.
+///
+/// # Errors
+///
+/// [`Error::Os`] from any of those calls.
+///
+/// # References
+///  - [Linux `fcntl`]
+///  - [Linux `dup2`]
+///
+/// [Linux `fcntl`]: https://man7.org/linux/man-pages/man2/fcntl.2.html
+/// [Linux `dup2`]: https://man7.org/linux/man-pages/man2/dup.2.html
+pub fn take_stdin() -> Result<OwnedFd> {
+    let stdin = rustix::stdio::stdin();
+    let taken = rustix::io::fcntl_dupfd_cloexec(stdin, 3).map_err(os("fcntl"))?;
+    let null = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(os("open /dev/null"))?;
+    // SAFETY: fd 0 is this process's stdin, which we replace on purpose;
+    // every user of it reads `/dev/null` from now on.
+    let mut zero = unsafe { rustix::stdio::take_stdin() };
+    let replaced = rustix::io::dup2(&null, &mut zero).map_err(os("dup2"));
+    // fd 0 stays open: it is stdin again, now `/dev/null`.
+    core::mem::forget(zero);
+    replaced?;
+    Ok(taken)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_start_time;

@@ -39,6 +39,10 @@ pub(crate) struct ChildSetup {
     pub(crate) parent_pid: u32,
     /// That process's name.
     pub(crate) parent_name: String,
+    /// The level of [`log_to_stderr`](crate::log_to_stderr) in the parent,
+    /// if it logs through it: a child that does not inherit the logger
+    /// (`Spawn`, `ForkServer`) installs it with this level.
+    pub(crate) log_level: Option<usize>,
 }
 
 /// The record of this process.
@@ -143,6 +147,7 @@ pub(crate) fn next_child(name: Option<String>, daemon: bool) -> ChildSetup {
             daemon,
             parent_pid: me.pid,
             parent_name: me.name.clone(),
+            log_level: crate::logging::inherited_level().map(|level| level as usize),
         }
     })
 }
@@ -187,6 +192,9 @@ pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32) {
         exit_hook: false,
     });
     drop(guard);
+    if let Some(level) = setup.log_level {
+        crate::logging::install(level);
+    }
     if setup.daemon {
         let parent_alive = mproc_os::process::set_parent_death_signal(
             Some(mproc_os::process::Signal::KILL),

@@ -85,3 +85,13 @@ pub(crate) fn inherited_level() -> Option<LevelFilter> {
         .load(Ordering::Acquire)
         .then(log::max_level)
 }
+
+/// Installs the logger at the level a parent passed down (a `LevelFilter`
+/// as a number); a level out of range is ignored.
+pub(crate) fn install(level: usize) {
+    let level = LevelFilter::iter().find(|filter| *filter as usize == level);
+    if let Some(level) = level {
+        // Another logger already installed in this child wins.
+        let _ = log_to_stderr(level);
+    }
+}
