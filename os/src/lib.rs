@@ -5,6 +5,8 @@
 //!   (passable as a file descriptor) and named (`/dev/shm`).
 //! * [`process`]: `fork`, pidfd-based child handles, the current pid;
 //!   [`pipe`]: byte pipes from a child back to its parent.
+//! * [`socket`]: Unix stream sockets that pass file descriptors, pidfds
+//!   received from another process, waiting on several descriptors.
 //!
 //! and the process-shared types built from mproc-core's algorithms on them:
 //!
@@ -32,6 +34,7 @@ pub mod process;
 pub mod queue;
 pub mod semaphore;
 pub mod shm;
+pub mod socket;
 pub mod spsc;
 pub mod value;
 

@@ -248,6 +248,22 @@ pub fn thread_count() -> Result<u64> {
     })
 }
 
+/// Whether the caller is the main thread of its process: the thread whose
+/// id is the process id (the one that runs `main`).
+///
+/// What [`set_parent_death_signal`] in a child means depends on it: the
+/// signal comes when the *thread* that created the child exits.
+///
+/// `gettid()`, compared with [`current_pid`].
+///
+/// # References
+///  - [Linux `gettid`]
+///
+/// [Linux `gettid`]: https://man7.org/linux/man-pages/man2/gettid.2.html
+pub fn is_main_thread() -> bool {
+    rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs() == current_pid()
+}
+
 /// Asks the kernel to send `signal` to the caller when its parent exits
 /// (`None`: not to).
 ///
