@@ -46,7 +46,7 @@ pub(crate) struct ChildSetup {
 }
 
 /// The record of this process.
-struct Me {
+pub(crate) struct Me {
     /// The process this record is about: a record inherited through a fork
     /// that did not go through [`enter_child`] is replaced.
     pid: u32,
@@ -169,16 +169,28 @@ pub(crate) fn unregister(pid: u32) {
     with_me(|me| me.children.retain(|child| child.pid != pid));
 }
 
+/// This process's record, locked across a `fork` by the forking thread, so
+/// that no other thread holds it at that moment: the child inherits it
+/// locked by its one thread, which [`enter_child`] then uses, and the
+/// parent drops the guard.
+pub(crate) type Held = MutexGuard<'static, Option<Me>>;
+
+/// Locks this process's record for a `fork` (see [`Held`]).
+pub(crate) fn hold() -> Held {
+    me()
+}
+
 /// Becomes the child described by `setup`: run first thing in every child
 /// mproc starts. `os_parent` is the process that forked us (the fork
-/// server's pid for `ForkServer`).
+/// server's pid for `ForkServer`); `held` is the record's lock when the
+/// caller held it across the fork.
 ///
 /// A daemon asks the kernel for `SIGKILL` when `os_parent` dies, and exits
 /// at once if it already has.
-pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32) {
+pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32, held: Option<Held>) {
     let pid = current_pid();
-    let mut guard = ME.lock().unwrap_or_else(PoisonError::into_inner);
-    *guard = Some(Me {
+    let mut guard = held.unwrap_or_else(|| ME.lock().unwrap_or_else(PoisonError::into_inner));
+    let inherited = guard.replace(Me {
         pid,
         name: setup.name.clone(),
         identity: setup.identity.clone(),
@@ -192,6 +204,9 @@ pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32) {
         exit_hook: false,
     });
     drop(guard);
+    // The parent's children are not ours: close our copies of their
+    // descriptors, without waiting for or signalling them.
+    drop(inherited);
     if let Some(level) = setup.log_level {
         crate::logging::install(level);
     }

@@ -53,7 +53,7 @@ where
     // caller promises `func` is the address of one.
     let f = unsafe { core::mem::transmute::<usize, fn(A) -> T>(func) };
     match postcard::from_bytes::<A>(args) {
-        Ok(args) => child_main(setup, os_parent, output, move || f(args)),
+        Ok(args) => child_main(setup, os_parent, None, output, move || f(args)),
         Err(error) => child_failed(
             setup,
             os_parent,

@@ -284,7 +284,7 @@ impl Relayed {
 }
 
 /// The fork server of this process, as its owner holds it.
-struct Server {
+pub(crate) struct Server {
     /// The process that started it (a copy of this record inherited
     /// through `fork` is not ours).
     owner: u32,
@@ -334,7 +334,23 @@ impl Server {
 /// This process's fork server, if it has started one.
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
-type Slot = MutexGuard<'static, Option<Server>>;
+pub(crate) type Slot = MutexGuard<'static, Option<Server>>;
+
+/// Locks the fork-server record for a `fork` made by the `Fork` start
+/// method, so that no other thread holds it at that moment (the child would
+/// inherit it locked).
+pub(crate) fn hold() -> Slot {
+    SERVER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// In a child forked while holding [`hold`]'s guard: forgets the parent's
+/// server (closing this process's copies of its descriptors, so the server
+/// still sees its owner leave) and releases the lock.
+pub(crate) fn release_in_child(mut slot: Slot) {
+    let inherited = slot.take();
+    drop(slot);
+    drop(inherited);
+}
 
 /// Starts a fork server for this process and puts it in `slot` (which is
 /// empty): forked directly if this process has one thread, run as a new

@@ -81,9 +81,7 @@ pub fn log_to_stderr(level: LevelFilter) -> Result<(), log::SetLoggerError> {
 /// The level a spawned child should log at: `Some` when this process logs
 /// through [`log_to_stderr`].
 pub(crate) fn inherited_level() -> Option<LevelFilter> {
-    INSTALLED
-        .load(Ordering::Acquire)
-        .then(log::max_level)
+    INSTALLED.load(Ordering::Acquire).then(log::max_level)
 }
 
 /// Installs the logger at the level a parent passed down (a `LevelFilter`

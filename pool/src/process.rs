@@ -388,17 +388,26 @@ impl Builder {
         let setup = current::next_child(self.name, self.daemon);
         let parent = current_pid();
         let (reader, writer) = pipe()?;
+        // No other thread may hold mproc's own locks at the fork: the child
+        // would inherit them locked forever.
+        let held = current::hold();
+        let server = crate::forkserver::hold();
         // SAFETY: the child only runs `f` (the caller's code, which may use
         // anything it captured) through `child_main`, which ends it with
         // `_exit`; it never returns into the caller's stack frames. Either
         // this process has one thread, or the caller opted in and takes on
         // the restrictions `fork` documents.
-        match unsafe { fork()? } {
-            Fork::Child => {
+        let forked = unsafe { fork() };
+        match forked {
+            Ok(Fork::Child) => {
                 drop(reader);
-                child_main(&setup, parent, writer, f)
+                crate::forkserver::release_in_child(server);
+                child_main(&setup, parent, Some(held), writer, f)
             }
-            Fork::Parent(child) => {
+            Err(error) => Err(error.into()),
+            Ok(Fork::Parent(child)) => {
+                drop(server);
+                drop(held);
                 drop(writer);
                 Ok(Process::started(
                     ChildKind::Direct(child),
@@ -423,18 +432,25 @@ pub trait Run: Send + 'static {
 }
 
 /// Runs `f` as the body of a child described by `setup` and ends the
-/// process: the one way every start method runs a child.
+/// process: the one way every start method runs a child. `held` is the
+/// process record's lock if the caller held it across its `fork`.
 ///
 /// Logs Python's lifecycle records (`child process calling self.run()`,
 /// `process shutting down`, `process exiting with exitcode N`), catches a
 /// panic, runs the exit function (terminates daemon children, waits for the
 /// others), sends the outcome to `output` and `_exit`s.
-pub(crate) fn child_main<T, F>(setup: &ChildSetup, os_parent: u32, output: PipeWriter, f: F) -> !
+pub(crate) fn child_main<T, F>(
+    setup: &ChildSetup,
+    os_parent: u32,
+    held: Option<current::Held>,
+    output: PipeWriter,
+    f: F,
+) -> !
 where
     T: Serialize,
     F: FnOnce() -> T,
 {
-    current::enter_child(setup, os_parent);
+    current::enter_child(setup, os_parent, held);
     log::info!("child process calling self.run()");
     let outcome = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Outcome::Returned(value),
@@ -448,8 +464,13 @@ where
 }
 
 /// Ends a child that could not start its entry point.
-pub(crate) fn child_failed(setup: &ChildSetup, os_parent: u32, output: PipeWriter, reason: String) -> ! {
-    current::enter_child(setup, os_parent);
+pub(crate) fn child_failed(
+    setup: &ChildSetup,
+    os_parent: u32,
+    output: PipeWriter,
+    reason: String,
+) -> ! {
+    current::enter_child(setup, os_parent, None);
     log::error!("child process could not start: {reason}");
     finish(Outcome::<()>::Failed(reason), EXIT_START_FAILED, output)
 }
@@ -495,7 +516,10 @@ impl ChildKind {
         }
     }
 
-    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> mproc_os::Result<Option<ExitStatus>> {
+    pub(crate) fn wait_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> mproc_os::Result<Option<ExitStatus>> {
         match self {
             Self::Direct(child) => child.wait_timeout(timeout),
             Self::Relayed(child) => child.wait_timeout(timeout),
@@ -636,7 +660,12 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         Builder::new().spawn(f)
     }
 
-    pub(crate) fn started(child: ChildKind, output: PipeReader, name: String, daemon: bool) -> Self {
+    pub(crate) fn started(
+        child: ChildKind,
+        output: PipeReader,
+        name: String,
+        daemon: bool,
+    ) -> Self {
         let pid = match &child {
             ChildKind::Direct(child) => child.pid(),
             ChildKind::Relayed(child) => child.pid(),
@@ -678,10 +707,10 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             return Err(ProcessError::AlreadyJoined);
         }
         let pid = self.entry.pid;
-        let status = self
-            .entry
-            .child()
-            .wait_collecting(&self.output, &mut self.received, deadline)?;
+        let status =
+            self.entry
+                .child()
+                .wait_collecting(&self.output, &mut self.received, deadline)?;
         let Some(status) = status else {
             return Err(ProcessError::Timeout);
         };

@@ -111,8 +111,7 @@ pub fn init() {
         Ok(Role { setup, request }) => (setup, request),
         Err(reason) => {
             mproc_os::process::write_stderr(
-                format!("mproc: a spawned process got no valid start frame: {reason}\n")
-                    .as_bytes(),
+                format!("mproc: a spawned process got no valid start frame: {reason}\n").as_bytes(),
             );
             exit_now(EXIT_START_FAILED)
         }
