@@ -32,13 +32,18 @@
 //!   SPSC rings, mutex, semaphore, event, shared cells, layout headers.
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
-//! * [`mproc_pool`]: processes ([`Process`]).
+//! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
+//!   process tree, logging.
 //!
 //! # Python → mproc
 //!
 //! | Python `multiprocessing` | mproc |
 //! |---|---|
 //! | `Process(target=f).start()`, `join()` | [`Process::spawn`]`(f)`, [`Process::join`] returns `f`'s value |
+//! | `Process(name=.., daemon=..)`, start methods | [`Process::builder`] ([`Builder`]), [`StartMethod`], [`set_start_method`]; [`init`] first in `main` for `Spawn` |
+//! | subclassing `Process` | [`Run`], [`Builder::start`] |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize` | [`Queue`]: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, batch `put_many` / `get_many` |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |

@@ -1,0 +1,239 @@
+//! Starting and joining a process: mproc against a raw `fork` + `waitpid`
+//! and Python's `multiprocessing.Process`, in one run.
+//!
+//! ```text
+//! cargo bench --bench spawn
+//! ```
+//!
+//! * `spawn_join/mproc_fork`: `Process::spawn(|| 0u8)` then `join` (the
+//!   child sends its `0u8` back through a pipe).
+//! * `spawn_join/raw_fork_waitpid`: `libc::fork()`, the child `_exit(0)`s,
+//!   the parent `waitpid`s: the floor.
+//! * `spawn_join/mproc_forkserver`, `spawn_join/mproc_spawn`:
+//!   `Process::builder().start_method(..).spawn_fn(zero, ())` then `join`,
+//!   measured when the start method works in this build (skipped with a
+//!   note otherwise).
+//!
+//! When criterion is done, a table of ratios against the targets of the
+//! project is printed, with Python's `multiprocessing.Process(target=f)`
+//! `start()` + `join()` measured on the same machine in the same run
+//! (`benches/python/process_spawn.py`; skipped with a note without
+//! `python3`).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Command;
+use std::time::Duration;
+
+use criterion::Criterion;
+use mproc::{Process, StartMethod};
+
+/// What the `spawn_fn` children run.
+fn zero(_: ()) -> u8 {
+    0
+}
+
+/// Whether `method` starts and joins a child in this build: the start
+/// methods other than `Fork` may still be unfinished (a panic) or fail.
+fn works(method: StartMethod) -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let tried = catch_unwind(AssertUnwindSafe(|| {
+        let mut child = Process::builder()
+            .start_method(method)
+            .spawn_fn(zero, ())
+            .map_err(|e| e.to_string())?;
+        child
+            .join_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())
+    }));
+    std::panic::set_hook(hook);
+    match tried {
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(other)) => Err(format!("the child returned {other}, not 0")),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err("it panicked (unfinished?)".to_owned()),
+    }
+}
+
+/// Gives the heap's free memory back to the system before a bench.
+///
+/// `fork` copies the page tables of everything mapped, so a process whose
+/// heap grew (criterion's analysis of the previous bench) forks more
+/// slowly: without this, whichever bench runs later pays for it.
+fn trim_heap() {
+    // SAFETY: `malloc_trim` has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
+fn spawn_join(c: &mut Criterion) -> Vec<(&'static str, String)> {
+    let mut skipped = Vec::new();
+    let mut group = c.benchmark_group("spawn_join");
+
+    trim_heap();
+    group.bench_function("raw_fork_waitpid", |b| {
+        b.iter(|| {
+            // SAFETY: the child calls nothing but `_exit`, which is
+            // async-signal-safe whatever threads the parent has.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: ends the child at once, running nothing of the
+                // parent's.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: `pid` is our unreaped child; `status` is a valid
+            // out-pointer.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert_eq!(reaped, pid, "waitpid failed");
+            status
+        })
+    });
+
+    trim_heap();
+    group.bench_function("mproc_fork", |b| {
+        b.iter(|| Process::spawn(|| 0u8).unwrap().join().unwrap())
+    });
+
+    for (id, method) in [
+        ("mproc_forkserver", StartMethod::ForkServer),
+        ("mproc_spawn", StartMethod::Spawn),
+    ] {
+        match works(method) {
+            Ok(()) => {
+                trim_heap();
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        Process::builder()
+                            .start_method(method)
+                            .spawn_fn(zero, ())
+                            .unwrap()
+                            .join()
+                            .unwrap()
+                    })
+                });
+            }
+            Err(why) => skipped.push((id, why)),
+        }
+    }
+    group.finish();
+    skipped
+}
+
+/// Criterion's median estimate for `id` (seconds per iteration).
+fn median(id: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{id}/new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let start = text.find("\"median\"")?;
+    let at = text[start..].find("\"point_estimate\":")? + start + "\"point_estimate\":".len();
+    let end = text[at..].find([',', '}'])? + at;
+    Some(text[at..end].trim().parse::<f64>().ok()? * 1e-9)
+}
+
+/// Python's `Process` start + join, seconds per spawn, by start method.
+fn python_times() -> Result<Vec<(String, f64)>, String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/python/process_spawn.py"
+    );
+    let output = Command::new("python3")
+        .args([script, "200"])
+        .output()
+        .map_err(|e| format!("python3 not run ({e})"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "python3 failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, time) = line.split_once(' ')?;
+            Some((name.to_owned(), time.parse().ok()?))
+        })
+        .collect())
+}
+
+fn report(skipped: &[(&str, String)]) {
+    // A skipped bench may have a median on disk from an earlier run: not
+    // this run's.
+    let us = |id: &str| {
+        if skipped.iter().any(|(s, _)| *s == id) {
+            return None;
+        }
+        median(&format!("spawn_join/{id}")).map(|s| s * 1e6)
+    };
+    let python = python_times();
+    let python_us = |method: &str| -> Option<f64> {
+        let rows = python.as_ref().ok()?;
+        let name = format!("python_process_{method}");
+        rows.iter().find(|(n, _)| *n == name).map(|(_, s)| s * 1e6)
+    };
+
+    println!("\nmproc spawn bench: medians of this run, microseconds per start + join");
+    println!("{:<26} {:>12}", "workload", "us");
+    for (id, label) in [
+        ("mproc_fork", "mproc Fork"),
+        ("raw_fork_waitpid", "raw fork + waitpid"),
+        ("mproc_forkserver", "mproc ForkServer"),
+        ("mproc_spawn", "mproc Spawn"),
+    ] {
+        match us(id) {
+            Some(t) => println!("{label:<26} {t:>12.1}"),
+            None => match skipped.iter().find(|(s, _)| *s == id) {
+                Some((_, why)) => println!("{label:<26} {:>12}  skipped: {why}", "-"),
+                None => println!("{label:<26} {:>12}", "not measured"),
+            },
+        }
+    }
+    match &python {
+        Ok(_) => {
+            for method in ["fork", "forkserver", "spawn"] {
+                let label = format!("Python {method}");
+                match python_us(method) {
+                    Some(t) => println!("{label:<26} {t:>12.1}"),
+                    None => println!("{label:<26} {:>12}", "not measured"),
+                }
+            }
+        }
+        Err(why) => println!("{:<26} {:>12}  skipped: {why}", "Python", "-"),
+    }
+
+    println!("\n{:<44} {:>10} {:>10}", "comparison", "ratio", "target");
+    match (us("mproc_fork"), us("raw_fork_waitpid")) {
+        (Some(m), Some(raw)) => println!(
+            "{:<44} {:>9.2}x {:>10}",
+            "mproc Fork time / raw fork + waitpid time",
+            m / raw,
+            "<= 1.3x"
+        ),
+        _ => println!("{:<44} {:>10}", "mproc Fork vs raw fork", "not measured"),
+    }
+    for (id, method, target) in [
+        ("mproc_fork", "fork", ">= 5x"),
+        ("mproc_forkserver", "forkserver", ""),
+        ("mproc_spawn", "spawn", ""),
+    ] {
+        let name = format!("Python {method} time / mproc time");
+        match (us(id), python_us(method)) {
+            (Some(m), Some(p)) => println!("{name:<44} {:>9.2}x {target:>10}", p / m),
+            _ => println!("{name:<44} {:>10}", "not measured"),
+        }
+    }
+}
+
+fn main() {
+    // A child started with `StartMethod::Spawn` runs this binary again:
+    // `init` runs its `fn` and exits before anything below happens twice.
+    mproc::init();
+    let mut c = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let skipped = spawn_join(&mut c);
+    c.final_summary();
+    report(&skipped);
+}
