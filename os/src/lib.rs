@@ -39,9 +39,9 @@ pub mod spsc;
 pub mod value;
 
 pub use error::{Error, Result};
-pub use rustix::io::Errno;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use queue::{GetError, PutError, Queue};
+pub use rustix::io::Errno;
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};

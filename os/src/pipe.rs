@@ -8,18 +8,18 @@ use rustix::pipe::PipeFlags;
 
 use crate::error::{Result, os};
 
-/// Makes a pipe, both ends close-on-exec; the read end is non-blocking.
+/// Makes a pipe, both ends close-on-exec and non-blocking ([`PipeWriter`]
+/// waits for room itself).
 ///
-/// `pipe2(O_CLOEXEC)`, then `fcntl(F_SETFL, O_NONBLOCK)` on the read end.
+/// `pipe2(O_CLOEXEC | O_NONBLOCK)`: one system call.
 ///
 /// # References
 ///  - [Linux `pipe2`]
 ///
 /// [Linux `pipe2`]: https://man7.org/linux/man-pages/man2/pipe.2.html
 pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
-    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(os("pipe2"))?;
-    let flags = rustix::fs::fcntl_getfl(&read).map_err(os("fcntl"))?;
-    rustix::fs::fcntl_setfl(&read, flags | rustix::fs::OFlags::NONBLOCK).map_err(os("fcntl"))?;
+    let (read, write) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(os("pipe2"))?;
     Ok((PipeReader(read), PipeWriter(write)))
 }
 
@@ -58,11 +58,19 @@ impl PipeReader {
     ///
     /// [Linux `read`]: https://man7.org/linux/man-pages/man2/read.2.html
     pub fn read_available(&self, buf: &mut Vec<u8>) -> Result<Drained> {
-        let mut chunk = [0u8; 16 * 1024];
+        // Straight into the vector's spare room: a large buffer on the
+        // stack would have to be copied (a page fault per page) while a
+        // freshly forked child still shares the stack.
+        const CHUNK: usize = 4096;
         loop {
-            match rustix::io::read(&self.0, &mut chunk) {
+            buf.reserve(CHUNK);
+            let room = buf.capacity() - buf.len();
+            match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
                 Ok(0) => return Ok(Drained::Closed),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                // A pipe hands over all it holds, up to the room given: a
+                // short read emptied it.
+                Ok(n) if n < room => return Ok(Drained::Empty),
+                Ok(_) => {}
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return Ok(Drained::Empty),
                 Err(errno) => return Err(os("read")(errno)),
@@ -77,19 +85,22 @@ impl AsFd for PipeReader {
     }
 }
 
-/// The write end of a [`pipe`] (blocking).
+/// The write end of a [`pipe`] (or of a stream socket); [`write_all`]
+/// waits for room whether the descriptor blocks or not.
+///
+/// [`write_all`]: PipeWriter::write_all
 #[derive(Debug)]
 pub struct PipeWriter(OwnedFd);
 
 impl PipeWriter {
-    /// Writes to `fd` (a pipe or a stream socket, in blocking mode).
+    /// Writes to `fd` (a pipe or a stream socket).
     pub fn from_fd(fd: OwnedFd) -> PipeWriter {
         PipeWriter(fd)
     }
 
     /// Writes all of `bytes`, blocking while the pipe is full.
     ///
-    /// Only `write` system calls: safe in a child forked from a
+    /// Only `write` and `poll` system calls: safe in a child forked from a
     /// multi-threaded parent.
     ///
     /// # Errors
@@ -104,6 +115,17 @@ impl PipeWriter {
             match rustix::io::write(&self.0, bytes) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    // Full: wait until the reader makes room (or leaves).
+                    let mut fds = [rustix::event::PollFd::new(
+                        &self.0,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    match rustix::event::poll(&mut fds, None) {
+                        Ok(_) | Err(Errno::INTR) => {}
+                        Err(errno) => return Err(os("poll")(errno)),
+                    }
+                }
                 Err(errno) => return Err(os("write")(errno)),
             }
         }

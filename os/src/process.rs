@@ -196,7 +196,10 @@ fn parse_start_time(stat: &[u8]) -> Option<u64> {
 fn stat_field(stat: &[u8], field: usize) -> Option<u64> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = core::str::from_utf8(&stat[close + 1..]).ok()?;
-    rest.split_ascii_whitespace().nth(field.checked_sub(3)?)?.parse().ok()
+    rest.split_ascii_whitespace()
+        .nth(field.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// Reads `/proc/<pid>/stat` into `buf` and returns the bytes read, without
@@ -228,24 +231,92 @@ fn read_stat(pid: u32, buf: &mut [u8; 2048]) -> Result<usize> {
 
 /// The number of threads of the calling process.
 ///
-/// Field 20 (`num_threads`) of `/proc/self/stat`. Used to refuse a plain
-/// `fork` from a multi-threaded process.
+/// `fstat` of `/proc/self/task`, whose link count procfs reports as 2 plus
+/// the number of threads (`proc_task_getattr`): one cheap system call on a
+/// directory descriptor opened once per process. If the count looks wrong
+/// (a procfs that does not report it), falls back to field 20
+/// (`num_threads`) of `/proc/self/stat`. Used to refuse a plain `fork`
+/// from a multi-threaded process, on every fork, so it has to be cheap.
 ///
 /// # Errors
 ///
 /// [`Error::Os`] if `/proc` cannot be read or parsed.
 ///
 /// # References
+///  - [Linux `proc_pid_task(5)`]
 ///  - [Linux `proc_pid_stat(5)`]
 ///
+/// [Linux `proc_pid_task(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_task.5.html
 /// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
 pub fn thread_count() -> Result<u64> {
+    let pid = current_pid();
+    let links = with_task_dir(pid, |dir| rustix::fs::fstat(dir).map(|stat| stat.st_nlink))?;
+    if links >= 3 {
+        return Ok(links as u64 - 2);
+    }
     let mut stat = [0u8; 2048];
-    let len = read_stat(current_pid(), &mut stat)?;
+    let len = read_stat(pid, &mut stat)?;
     stat_field(&stat[..len], 20).ok_or(Error::Os {
         call: "parse /proc/<pid>/stat",
         errno: Errno::INVAL,
     })
+}
+
+/// `/proc/self/task` of process `TASK_DIR >> 32`, open as the low 32 bits;
+/// 0 when none is open. A child inherits its parent's (which lists the
+/// parent's threads): it opens its own and closes the inherited copy.
+static TASK_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f` on this process's open `/proc/self/task` directory.
+fn with_task_dir<R>(
+    pid: u32,
+    f: impl FnOnce(BorrowedFd<'_>) -> rustix::io::Result<R>,
+) -> Result<R> {
+    // Acquire pairs with the AcqRel exchange below: the fd is open.
+    let cached = TASK_DIR.load(Ordering::Acquire);
+    let raw = if cached != 0 && (cached >> 32) as u32 == pid {
+        cached as u32 as i32
+    } else {
+        let dir = rustix::fs::open(
+            "/proc/self/task",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(os("open /proc/self/task"))?;
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(dir);
+        let mine = (u64::from(pid) << 32) | u64::from(raw as u32);
+        match TASK_DIR.compare_exchange(cached, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                if cached != 0 {
+                    // SAFETY: the inherited descriptor is this process's
+                    // copy of its parent's directory; no thread of this
+                    // process uses it (they all see the pid mismatch), and
+                    // the exchange above makes this the only close of it.
+                    drop(unsafe {
+                        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(cached as u32 as i32)
+                    });
+                }
+                raw
+            }
+            Err(now) => {
+                // Another thread stored its own first: use that one.
+                // SAFETY: `raw` was opened above and is owned by nobody else.
+                drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
+                if (now >> 32) as u32 != pid {
+                    return Err(Error::Os {
+                        call: "open /proc/self/task",
+                        errno: Errno::AGAIN,
+                    });
+                }
+                now as u32 as i32
+            }
+        }
+    };
+    // SAFETY: `raw` is this process's task directory, stored in TASK_DIR
+    // and never closed while this process lives (only a child closes its
+    // inherited copy, which is not this one).
+    let dir = unsafe { BorrowedFd::borrow_raw(raw) };
+    f(dir).map_err(os("fstat /proc/self/task"))
 }
 
 /// Whether the caller is the main thread of its process: the thread whose
@@ -261,7 +332,11 @@ pub fn thread_count() -> Result<u64> {
 ///
 /// [Linux `gettid`]: https://man7.org/linux/man-pages/man2/gettid.2.html
 pub fn is_main_thread() -> bool {
-    rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs() == current_pid()
+    rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+        == current_pid()
 }
 
 /// Asks the kernel to send `signal` to the caller when its parent exits
@@ -750,10 +825,13 @@ impl Child {
     /// appending what it writes to `output` meanwhile; reaps it if it
     /// exited. `Ok(None)` when the deadline passed first.
     ///
-    /// The pipe is drained while the child runs, so a child writing more than
-    /// a pipe holds never blocks on it; completion is decided by the child's
-    /// exit, not by end of file on the pipe (another process forked while
-    /// the write end was open may hold a copy of it).
+    /// For its first millisecond the wait sleeps on the child's exit alone
+    /// (a result that fits in the pipe is read after the exit, with one
+    /// wake-up in all); after that the pipe is drained while the child
+    /// runs, so a child writing more than a pipe holds never blocks on it
+    /// for long. Completion is decided by the child's exit, not by end of
+    /// file on the pipe (another process forked while the write end was
+    /// open may hold a copy of it).
     ///
     /// `poll` on the pidfd and the pipe, `read`, then `waitid`.
     ///
@@ -771,43 +849,61 @@ impl Child {
         output: &mut Vec<u8>,
         deadline: Option<Deadline>,
     ) -> Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            pipe.read_available(output)?;
+            return Ok(Some(status));
+        }
+        // First sleep on the pidfd alone, for at most QUIET: a short-lived
+        // child writes its result into the pipe and exits, and waking up
+        // for the write as well would cost a second wake-up (and often a
+        // migration) on every spawn. A child whose result does not fit in
+        // the pipe blocks until we drain it, so after QUIET we drain and
+        // from then on wake up for the pipe too.
+        const QUIET: Duration = Duration::from_millis(1);
+        let quiet_until = Deadline::after(QUIET);
         let mut pipe_open = true;
+        let mut draining = false;
         loop {
-            if pipe_open && pipe.read_available(output)? == crate::pipe::Drained::Closed {
-                pipe_open = false;
+            let mut until = deadline;
+            if !draining {
+                until = match (until, quiet_until) {
+                    (Some(a), Some(b)) => Some(if a.remaining() < b.remaining() { a } else { b }),
+                    (a, b) => a.or(b),
+                };
             }
-            if let Some(status) = self.try_wait()? {
-                // It has exited: whatever it wrote is in the pipe now.
-                pipe.read_available(output)?;
-                return Ok(Some(status));
-            }
-            let left = match deadline {
+            let left = match until {
                 None => None,
-                Some(deadline) => {
-                    let left = deadline.remaining();
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    Some(
-                        rustix::time::Timespec::try_from(left).map_err(|_| Error::Os {
-                            call: "poll",
-                            errno: Errno::INVAL,
-                        })?,
-                    )
-                }
+                Some(until) => Some(rustix::time::Timespec::try_from(until.remaining()).map_err(
+                    |_| Error::Os {
+                        call: "poll",
+                        errno: Errno::INVAL,
+                    },
+                )?),
             };
             let mut both = [
                 PollFd::new(&self.pidfd, PollFlags::IN),
                 PollFd::new(pipe, PollFlags::IN),
             ];
-            let fds = if pipe_open {
-                &mut both[..]
-            } else {
-                &mut both[..1]
-            };
-            match rustix::event::poll(fds, left.as_ref()) {
+            let count = if pipe_open && draining { 2 } else { 1 };
+            match rustix::event::poll(&mut both[..count], left.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(errno) => return Err(os("poll")(errno)),
+            }
+            let exited = !both[0].revents().is_empty();
+            if exited && let Some(status) = self.try_wait()? {
+                // It has exited: whatever it wrote is in the pipe now.
+                pipe.read_available(output)?;
+                return Ok(Some(status));
+            }
+            if !draining && quiet_until.is_none_or(Deadline::has_passed) {
+                draining = true;
+            }
+            if pipe_open && draining && pipe.read_available(output)? == crate::pipe::Drained::Closed
+            {
+                pipe_open = false;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Ok(None);
             }
         }
     }

@@ -187,30 +187,45 @@ pub(crate) fn hold() -> Held {
 ///
 /// A daemon asks the kernel for `SIGKILL` when `os_parent` dies, and exits
 /// at once if it already has.
-pub(crate) fn enter_child(setup: &ChildSetup, os_parent: u32, held: Option<Held>) {
+pub(crate) fn enter_child(setup: ChildSetup, os_parent: u32, held: Option<Held>) {
     let pid = current_pid();
+    let ChildSetup {
+        name,
+        identity,
+        daemon,
+        parent_pid,
+        parent_name,
+        log_level,
+    } = setup;
     let mut guard = held.unwrap_or_else(|| ME.lock().unwrap_or_else(PoisonError::into_inner));
     let inherited = guard.replace(Me {
         pid,
-        name: setup.name.clone(),
-        identity: setup.identity.clone(),
-        daemon: setup.daemon,
+        name,
+        identity,
+        daemon,
         started: 0,
         parent: Some(ParentProcess {
-            pid: setup.parent_pid,
-            name: setup.parent_name.clone(),
+            pid: parent_pid,
+            name: parent_name,
         }),
         children: Vec::new(),
         exit_hook: false,
     });
     drop(guard);
-    // The parent's children are not ours: close our copies of their
-    // descriptors, without waiting for or signalling them.
-    drop(inherited);
-    if let Some(level) = setup.log_level {
+    match inherited {
+        // The parent's children are not ours: close our copies of their
+        // descriptors, without waiting for or signalling them.
+        Some(parent) if !parent.children.is_empty() => drop(parent),
+        // Nothing to close: leave the parent's record where it lies.
+        // Freeing it would only write to heap pages this child still
+        // shares with its parent, and copying them is most of what a
+        // short-lived child costs.
+        other => core::mem::forget(other),
+    }
+    if let Some(level) = log_level {
         crate::logging::install(level);
     }
-    if setup.daemon {
+    if daemon {
         let parent_alive = mproc_os::process::set_parent_death_signal(
             Some(mproc_os::process::Signal::KILL),
             os_parent,

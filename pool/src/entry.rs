@@ -53,9 +53,9 @@ where
     // caller promises `func` is the address of one.
     let f = unsafe { core::mem::transmute::<usize, fn(A) -> T>(func) };
     match postcard::from_bytes::<A>(args) {
-        Ok(args) => child_main(setup, os_parent, None, output, move || f(args)),
+        Ok(args) => child_main(setup.clone(), os_parent, None, output, move || f(args)),
         Err(error) => child_failed(
-            setup,
+            setup.clone(),
             os_parent,
             output,
             format!("its arguments do not decode: {error}"),
@@ -104,14 +104,14 @@ impl Request {
         match mproc_os::process::exe_identity() {
             Ok(exe) if exe == self.exe => {}
             Ok(_) => child_failed(
-                setup,
+                setup.clone(),
                 os_parent,
                 output,
                 "the program file changed since the parent started (rebuilt?): its code \
                  addresses cannot be trusted"
                     .to_owned(),
             ),
-            Err(error) => child_failed(setup, os_parent, output, error.to_string()),
+            Err(error) => child_failed(setup.clone(), os_parent, output, error.to_string()),
         }
         let base = anchor_address();
         // SAFETY: `entry` was taken from `trampoline::<A, T>` relative to

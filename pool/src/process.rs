@@ -402,7 +402,7 @@ impl Builder {
             Ok(Fork::Child) => {
                 drop(reader);
                 crate::forkserver::release_in_child(server);
-                child_main(&setup, parent, Some(held), writer, f)
+                child_main(setup, parent, Some(held), writer, f)
             }
             Err(error) => Err(error.into()),
             Ok(Fork::Parent(child)) => {
@@ -440,7 +440,7 @@ pub trait Run: Send + 'static {
 /// panic, runs the exit function (terminates daemon children, waits for the
 /// others), sends the outcome to `output` and `_exit`s.
 pub(crate) fn child_main<T, F>(
-    setup: &ChildSetup,
+    setup: ChildSetup,
     os_parent: u32,
     held: Option<current::Held>,
     output: PipeWriter,
@@ -465,7 +465,7 @@ where
 
 /// Ends a child that could not start its entry point.
 pub(crate) fn child_failed(
-    setup: &ChildSetup,
+    setup: ChildSetup,
     os_parent: u32,
     output: PipeWriter,
     reason: String,
@@ -479,7 +479,14 @@ fn finish<T: Serialize>(outcome: Outcome<T>, code: i32, output: PipeWriter) -> !
     // Children may hold pipes or locks the parent waits on: end them first,
     // as Python does before it reports the exit code.
     current::exit_function();
-    let sent = match postcard::to_allocvec(&outcome) {
+    // A small outcome is encoded on the stack: no allocation, so no heap
+    // page the child still shares with its parent gets copied.
+    let mut small = [0u8; 256];
+    let frame = match postcard::to_slice(&outcome, &mut small) {
+        Ok(frame) => Ok(std::borrow::Cow::Borrowed(&*frame)),
+        Err(_) => postcard::to_allocvec(&outcome).map(std::borrow::Cow::Owned),
+    };
+    let sent = match frame {
         // Nobody listening (the handle was dropped) is not a failure.
         Ok(frame) => match output.write_all(&frame) {
             Ok(()) => true,
