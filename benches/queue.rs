@@ -19,8 +19,9 @@
 //! project is printed, with Python's `multiprocessing.Queue` measured on the
 //! same machine in the same run (skipped with a note without `python3`).
 
+mod common;
+
 use std::hint::black_box;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -401,17 +402,6 @@ fn round_trip(c: &mut Criterion) {
     group.finish();
 }
 
-/// Criterion's median estimate for `id` (seconds per iteration).
-fn median(id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{id}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find("\"median\"")?;
-    let at = text[start..].find("\"point_estimate\":")? + start + "\"point_estimate\":".len();
-    let end = text[at..].find([',', '}'])? + at;
-    Some(text[at..end].trim().parse::<f64>().ok()? * 1e-9)
-}
-
 /// The numbers of the JSON array `key` in `text`.
 fn json_numbers(text: &str, key: &str) -> Option<Vec<f64>> {
     let start = text.find(&format!("\"{key}\":["))? + key.len() + 4;
@@ -436,34 +426,9 @@ fn slowest_rate(id: &str) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
-/// Python's multiprocessing.Queue, messages per second, by workload.
-fn python_rates() -> Result<Vec<(String, f64)>, String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/python/queue_throughput.py"
-    );
-    let output = Command::new("python3")
-        .args([script, "200000"])
-        .output()
-        .map_err(|e| format!("python3 not run ({e})"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "python3 failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (name, rate) = line.split_once(' ')?;
-            Some((name.to_owned(), rate.parse().ok()?))
-        })
-        .collect())
-}
-
 fn report() {
-    let rate = |id: &str| median(id).map(|s| 1.0 / s);
-    let python = python_rates();
+    let rate = |id: &str| common::median(id).map(|s| 1.0 / s);
+    let python = common::python("queue_throughput.py", "200000");
     println!("\nmproc queue bench: medians of this run");
     println!(
         "{:<44} {:>14} {:>10} {:>8}",
@@ -525,8 +490,8 @@ fn report() {
         ("round trip, mproc Queue", "mproc_queue"),
         ("round trip, mproc spsc", "mproc_spsc"),
     ] {
-        let us = median(&format!("round_trip/{id}")).map(|s| s * 1e6);
-        let pipe = median("round_trip/raw_pipe").map(|s| s * 1e6);
+        let us = common::median(&format!("round_trip/{id}")).map(|s| s * 1e6);
+        let pipe = common::median("round_trip/raw_pipe").map(|s| s * 1e6);
         match (us, pipe) {
             (Some(us), Some(pipe)) => println!(
                 "{name:<44} {us:>10.2} us  {:>8.1}x faster than a raw pipe ({pipe:.1} us); target <= 1 us",

@@ -20,8 +20,9 @@
 //! (`benches/python/process_spawn.py`; skipped with a note without
 //! `python3`).
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::Command;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -120,42 +121,6 @@ fn spawn_join(c: &mut Criterion) -> Vec<(&'static str, String)> {
     skipped
 }
 
-/// Criterion's median estimate for `id` (seconds per iteration).
-fn median(id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{id}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find("\"median\"")?;
-    let at = text[start..].find("\"point_estimate\":")? + start + "\"point_estimate\":".len();
-    let end = text[at..].find([',', '}'])? + at;
-    Some(text[at..end].trim().parse::<f64>().ok()? * 1e-9)
-}
-
-/// Python's `Process` start + join, seconds per spawn, by start method.
-fn python_times() -> Result<Vec<(String, f64)>, String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/python/process_spawn.py"
-    );
-    let output = Command::new("python3")
-        .args([script, "200"])
-        .output()
-        .map_err(|e| format!("python3 not run ({e})"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "python3 failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (name, time) = line.split_once(' ')?;
-            Some((name.to_owned(), time.parse().ok()?))
-        })
-        .collect())
-}
-
 fn report(skipped: &[(&str, String)]) {
     // A skipped bench may have a median on disk from an earlier run: not
     // this run's.
@@ -163,9 +128,9 @@ fn report(skipped: &[(&str, String)]) {
         if skipped.iter().any(|(s, _)| *s == id) {
             return None;
         }
-        median(&format!("spawn_join/{id}")).map(|s| s * 1e6)
+        common::median(&format!("spawn_join/{id}")).map(|s| s * 1e6)
     };
-    let python = python_times();
+    let python = common::python("process_spawn.py", "200");
     let python_us = |method: &str| -> Option<f64> {
         let rows = python.as_ref().ok()?;
         let name = format!("python_process_{method}");

@@ -64,9 +64,9 @@ pub use mproc_os::{
     Result, Semaphore, Value, ValueGuard, spsc,
 };
 pub use mproc_pool::{
-    Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod,
-    active_children, cpu_count, current_process, init, log_to_stderr, parent_process,
-    enable_test_support, set_start_method, start_method,
+    Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,
+    cpu_count, current_process, enable_test_support, init, log_to_stderr, parent_process,
+    set_start_method, start_method,
 };
 
 /// The code blocks of `README.md`, compiled and run as doctests.

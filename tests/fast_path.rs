@@ -89,39 +89,41 @@ fn uncontended_operations_make_no_sleeping_system_call() {
     let array = Array::new(&[0u32; 8]).unwrap();
     let (mut tx, mut rx) = spsc::channel::<u64>(64).unwrap();
 
-    let mut child = Process::builder().allow_threaded_fork(true).spawn(move || -> u64 {
-        forbid_sleeping();
-        let mut sum = 0u64;
-        for i in 0..ROUNDS {
-            drop(lock.lock());
-            drop(lock.try_lock().expect("nobody else holds the lock"));
+    let mut child = Process::builder()
+        .allow_threaded_fork(true)
+        .spawn(move || -> u64 {
+            forbid_sleeping();
+            let mut sum = 0u64;
+            for i in 0..ROUNDS {
+                drop(lock.lock());
+                drop(lock.try_lock().expect("nobody else holds the lock"));
 
-            semaphore.acquire();
-            semaphore.release().unwrap();
-            assert!(semaphore.try_acquire());
-            semaphore.release().unwrap();
+                semaphore.acquire();
+                semaphore.release().unwrap();
+                assert!(semaphore.try_acquire());
+                semaphore.release().unwrap();
 
-            queue.put(i);
-            sum += queue.get();
-            queue.put_many(&[i, i]);
-            let mut out = [0; 4];
-            assert_eq!(queue.get_many(&mut out), 2);
+                queue.put(i);
+                sum += queue.get();
+                queue.put_many(&[i, i]);
+                let mut out = [0; 4];
+                assert_eq!(queue.get_many(&mut out), 2);
 
-            tx.push(i);
-            sum += rx.pop();
+                tx.push(i);
+                sum += rx.pop();
 
-            event.set();
-            event.wait();
-            event.clear();
+                event.set();
+                event.wait();
+                event.clear();
 
-            value.set(i);
-            *value.lock() += 1;
-            sum += value.get();
-            array.set((i % 8) as usize, i as u32).unwrap();
-        }
-        sum
-    })
-    .unwrap();
+                value.set(i);
+                *value.lock() += 1;
+                sum += value.get();
+                array.set((i % 8) as usize, i as u32).unwrap();
+            }
+            sum
+        })
+        .unwrap();
     let expected: u64 = (0..ROUNDS).map(|i| 3 * i + 1).sum();
     assert_eq!(child.join().unwrap(), expected);
 }
@@ -129,12 +131,14 @@ fn uncontended_operations_make_no_sleeping_system_call() {
 #[test]
 fn the_filter_kills_a_process_that_sleeps() {
     let semaphore = Semaphore::new(0).unwrap();
-    let mut child = Process::builder().allow_threaded_fork(true).spawn(move || {
-        forbid_sleeping();
-        // Nobody releases: this must sleep on the futex, and so dies.
-        let _ = semaphore.acquire_timeout(Duration::from_millis(50));
-    })
-    .unwrap();
+    let mut child = Process::builder()
+        .allow_threaded_fork(true)
+        .spawn(move || {
+            forbid_sleeping();
+            // Nobody releases: this must sleep on the futex, and so dies.
+            let _ = semaphore.acquire_timeout(Duration::from_millis(50));
+        })
+        .unwrap();
     match child.join() {
         Err(ProcessError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGSYS),
         other => panic!("expected death by SIGSYS, got {other:?}"),

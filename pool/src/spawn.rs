@@ -131,8 +131,8 @@ pub fn init() {
 /// file of `tests/`, or the crate root for unit tests). In a normal test
 /// run that test does nothing and passes.
 ///
-/// ```ignore
-/// mproc::enable_test_support!();
+/// ```no_run
+/// mproc_pool::enable_test_support!();
 ///
 /// fn triple(n: u32) -> u32 {
 ///     3 * n
@@ -140,8 +140,8 @@ pub fn init() {
 ///
 /// #[test]
 /// fn spawned_child_returns() {
-///     let mut child = mproc::Process::builder()
-///         .start_method(mproc::StartMethod::Spawn)
+///     let mut child = mproc_pool::Process::builder()
+///         .start_method(mproc_pool::StartMethod::Spawn)
 ///         .spawn_fn(triple, 5)
 ///         .unwrap();
 ///     assert_eq!(child.join().unwrap(), 15);
