@@ -66,7 +66,9 @@ impl PipeReader {
             buf.reserve(CHUNK);
             let room = buf.capacity() - buf.len();
             match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
-                Ok(0) => return Ok(Drained::Closed),
+                // A stream socket whose peer left with data unread
+                // reports a reset: for us the same as an end of file.
+                Ok(0) | Err(Errno::CONNRESET) => return Ok(Drained::Closed),
                 // A pipe hands over all it holds, up to the room given: a
                 // short read emptied it.
                 Ok(n) if n < room => return Ok(Drained::Empty),

@@ -343,7 +343,7 @@ impl Builder {
                     StartMethod::Spawn => crate::spawn::start(setup, request)?,
                     _ => crate::forkserver::start(setup, request)?,
                 };
-                Ok(Process::started(child, output, name, daemon))
+                Ok(Process::started(child, output, name, daemon, method))
             }
         }
     }
@@ -414,6 +414,7 @@ impl Builder {
                     reader,
                     setup.name,
                     setup.daemon,
+                    StartMethod::Fork,
                 ))
             }
         }
@@ -590,6 +591,7 @@ pub struct Process<T> {
     output: PipeReader,
     received: Vec<u8>,
     joined: bool,
+    method: StartMethod,
     _result: PhantomData<fn() -> T>,
 }
 
@@ -672,6 +674,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         output: PipeReader,
         name: String,
         daemon: bool,
+        method: StartMethod,
     ) -> Self {
         let pid = match &child {
             ChildKind::Direct(child) => child.pid(),
@@ -689,6 +692,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             output,
             received: Vec::new(),
             joined: false,
+            method,
             _result: PhantomData,
         }
     }
@@ -723,11 +727,31 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         };
         self.joined = true;
         current::unregister(pid);
-        let frame = std::mem::take(&mut self.received);
+        let received = std::mem::take(&mut self.received);
+        let mut frame = &received[..];
+        if let (StartMethod::Spawn, ExitStatus::Exited(code)) = (self.method, status) {
+            // A spawned child first confirms it got its request; one that
+            // did not ran the program's `main` instead of its entry point.
+            if frame.first() != Some(&crate::spawn::DISPATCHED_MARK) {
+                return Err(ProcessError::StartFailed {
+                    pid,
+                    reason: format!(
+                        "it exited with code {code} without running its entry point: does \
+                         its main call mproc::init() first? (a test binary: \
+                         mproc::enable_test_support!())"
+                    ),
+                });
+            }
+        }
+        if self.method == StartMethod::Spawn {
+            frame = frame
+                .strip_prefix(&[crate::spawn::DISPATCHED_MARK])
+                .unwrap_or(frame);
+        }
         match status {
             ExitStatus::Signaled { signal, .. } => Err(ProcessError::Signaled { pid, signal }),
             ExitStatus::Exited(code) if frame.is_empty() => Err(ProcessError::Exited { pid, code }),
-            ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(&frame) {
+            ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(frame) {
                 Ok(Outcome::Returned(value)) => Ok(value),
                 Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
                 Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),

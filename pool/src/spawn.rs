@@ -49,6 +49,11 @@ const ROLE_ENV: &str = "MPROC_ROLE";
 const ROLE_CHILD: &str = "child";
 const ROLE_SERVER: &str = "forkserver";
 
+/// The byte a spawned child sends back first, once [`init`] has read its
+/// request: the outcome frame follows. A child of a program whose `main`
+/// does not call [`init`] runs `main` instead and never sends it.
+pub(crate) const DISPATCHED_MARK: u8 = b'S';
+
 /// Set once [`init`] dispatched this process (or the process it was forked
 /// from) to a role.
 static DISPATCHED: AtomicBool = AtomicBool::new(false);
@@ -116,6 +121,12 @@ pub fn init() {
             exit_now(EXIT_START_FAILED)
         }
     };
+    // Tell the parent its request arrived: a child that sends nothing at
+    // all ran `main` instead (see `DISPATCHED_MARK`).
+    if stream.write_all(&[DISPATCHED_MARK]).is_err() {
+        // The parent is gone: nobody wants the result.
+        exit_now(EXIT_START_FAILED)
+    }
     request.run(
         &setup,
         parent_pid(),
