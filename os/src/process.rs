@@ -86,6 +86,15 @@ fn current_pid_slow() -> u32 {
 /// Registers [`reset_after_fork`] as a `pthread_atfork` child handler, once.
 /// Returns whether it is registered.
 fn atfork_registered() -> bool {
+    // Look before the compare-exchange: on x86 a `lock cmpxchg` writes its
+    // line even when it fails, and every fork write-protects the page, so
+    // a failing exchange on each fork would cost a page fault each time.
+    // Acquire pairs with the Release store below (in another thread).
+    match ATFORK.load(Ordering::Acquire) {
+        ATFORK_DONE => return true,
+        ATFORK_FAILED => return false,
+        _ => {}
+    }
     match ATFORK.compare_exchange(
         ATFORK_NONE,
         ATFORK_BUSY,
