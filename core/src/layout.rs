@@ -160,6 +160,8 @@ pub enum ObjectKind {
     Event = 5,
     /// A lock-protected array of values ([`crate::cell`]).
     Cell = 6,
+    /// A ring of byte frames: messages of any length ([`crate::frames`]).
+    FrameRing = 11,
 }
 
 impl ObjectKind {
@@ -172,6 +174,7 @@ impl ObjectKind {
             4 => Self::Semaphore,
             5 => Self::Event,
             6 => Self::Cell,
+            11 => Self::FrameRing,
             _ => return None,
         })
     }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | bounded MPMC ring of plain data, batch push/pop | [`mpmc`] | `try_*`: lock-free; a claimer stopped between claim and publish holds up the slots behind it |
 //! | SPSC ring, batch push/pop | [`spsc`] | `try_*`: wait-free |
+//! | ring of byte frames (messages of any length), one writer and one reader at a time | [`frames`] | blocking; a reader in the middle of a frame waits for its writer |
 //! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each |
 //! | counting semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
 //! | event | [`event`] | blocking; `set` and `clear` are one atomic each |
@@ -33,6 +34,7 @@ extern crate std;
 
 pub mod cell;
 pub mod event;
+pub mod frames;
 pub mod layout;
 pub mod mpmc;
 pub mod mutex;

@@ -1,0 +1,1240 @@
+//! A bounded ring of byte frames: messages of any length, written by many
+//! writers and read by many readers, one writer and one reader at a time.
+//!
+//! # Frames
+//!
+//! The ring carries one byte stream. A message is a *frame*: its length as
+//! 4 little-endian bytes, then that many payload bytes. A writer holds the
+//! writer lock for its whole frame and a reader holds the reader lock for
+//! its whole frame, so frames never interleave and between the two locks the
+//! ring is single-producer single-consumer. A frame longer than the ring
+//! streams through it: the writer publishes what it has written so far, the
+//! reader consumes it and releases the space, and the writer reuses it.
+//!
+//! # Words
+//!
+//! Stream positions count bytes since the ring was created (they do not
+//! wrap in practice: 2^63 bytes); byte `p` lives at index `p % capacity`.
+//!
+//! | word         | bits 0..62                          | bit 63                              |
+//! |--------------|-------------------------------------|-------------------------------------|
+//! | `tail`       | position published by writers       | `ASLEEP`: a reader sleeps for data  |
+//! | `head`       | position released by readers        | `ASLEEP`: a writer sleeps for space |
+//! | `aborted`    | position where the last cut frame stops | `CUT`: a frame was cut there    |
+//!
+//! | word           | meaning                                              |
+//! |----------------|------------------------------------------------------|
+//! | `messages`     | frames begun by writers and not yet read to their end |
+//! | `max_messages` | the bound on `messages` (fixed at creation)           |
+//! | `closed`       | 1 once the ring is closed                            |
+//!
+//! Each side publishes its position with one `swap` (Release: the bytes are
+//! written, or read, before the position moves), which also tells it
+//! whether the other side set its `ASLEEP` bit with a CAS; if so it bumps
+//! the other side's epoch ([`Epochs`]) and wakes it. A sleeper reads the
+//! epoch before it sets the bit and sleeps while the epoch is unchanged, so
+//! no wake-up is lost (the scheme of [`crate::spsc`]). `close` and a cut
+//! frame bump the epochs whether or not anybody sleeps: they are rare, and
+//! they change no position a sleeper could watch.
+//!
+//! # A frame that is cut
+//!
+//! A writer that gives up in the middle of a frame (its deadline passed
+//! while the ring was full, or it could not produce the bytes it announced)
+//! publishes what it wrote, records the position in `aborted` and wakes the
+//! reader, which drops the partial frame, clears `aborted` and goes on with
+//! the next one. Until the reader has cleared it no writer begins, so the
+//! bytes after a cut are never published before the reader knows where the
+//! frame stopped. The writer's value is not lost: it was never delivered,
+//! and the caller still holds it. A writer that gives up before it
+//! published anything leaves no trace.
+//!
+//! # Closing
+//!
+//! After [`FrameRing::close`] a writer that has not started fails with
+//! [`BeginWriteError::Closed`]; a frame already being written is finished.
+//! Readers read what is left and then get [`BeginReadError::Closed`]
+//! instead of waiting.
+//!
+//! # Progress
+//!
+//! Blocking. Writers wait for each other (the writer lock), for the bound on
+//! messages and for space; readers wait for each other and for data. Every
+//! wait before a frame starts takes a deadline. A reader in the middle of a
+//! frame waits for its writer without one: the writer either finishes the
+//! frame or cuts it, and its own waits have deadlines.
+
+use core::ptr::NonNull;
+
+use crate::TypeFingerprint;
+use crate::layout::{
+    self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
+};
+use crate::mutex::RawMutex;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell, init_u32, init_u64};
+use crate::wait::{OwnerId, TimedOut, Wait};
+
+/// Bytes of the length that starts every frame.
+pub const FRAME_HEADER: u64 = 4;
+/// The longest payload a frame can carry: `u32::MAX` bytes.
+pub const MAX_FRAME: u64 = u32::MAX as u64;
+/// The smallest ring, in bytes.
+pub const MIN_CAPACITY: u64 = 16;
+/// The largest ring, in bytes.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// "The other side is asleep" in `head` / `tail`.
+const ASLEEP: u64 = 1 << 63;
+/// "A frame was cut at this position" in `aborted`.
+const CUT: u64 = 1 << 63;
+
+/// One byte of the ring.
+type Byte = UnsafeCell<u8>;
+
+/// The fixed part of a frame ring in shared memory.
+#[derive(Debug)]
+#[repr(C)]
+pub struct FrameState {
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    ctl: CachePadded<Control>,
+}
+
+/// The words writers and readers share besides the positions.
+#[derive(Debug)]
+#[repr(C)]
+struct Control {
+    writer: RawMutex,
+    reader: RawMutex,
+    epochs: Epochs,
+    messages: AtomicU32,
+    max_messages: AtomicU32,
+    closed: AtomicU32,
+    reserved: AtomicU32,
+    aborted: AtomicU64,
+}
+
+#[cfg(not(loom))]
+mod pinned {
+    use super::{Byte, Control, FrameState};
+    use core::mem::offset_of;
+    use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
+
+    assert_eq_size!(Control, [u64; 5]);
+    const_assert_eq!(offset_of!(Control, writer), 0);
+    const_assert_eq!(offset_of!(Control, reader), 4);
+    const_assert_eq!(offset_of!(Control, epochs), 8);
+    const_assert_eq!(offset_of!(Control, messages), 16);
+    const_assert_eq!(offset_of!(Control, max_messages), 20);
+    const_assert_eq!(offset_of!(Control, closed), 24);
+    const_assert_eq!(offset_of!(Control, aborted), 32);
+    assert_eq_size!(FrameState, [u8; 384]);
+    assert_eq_align!(FrameState, crate::layout::CachePadded<u8>);
+    const_assert_eq!(offset_of!(FrameState, tail), 0);
+    const_assert_eq!(offset_of!(FrameState, head), 128);
+    const_assert_eq!(offset_of!(FrameState, ctl), 256);
+    assert_eq_size!(Byte, u8);
+}
+
+/// Why a writer could not begin a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BeginWriteError {
+    /// The ring stayed full (of messages, or of bytes) or another writer
+    /// kept the writer lock, until the deadline.
+    Full,
+    /// The ring is closed.
+    Closed,
+    /// The payload is longer than [`MAX_FRAME`].
+    TooLarge,
+    /// The positions in the ring are impossible (a peer wrote garbage).
+    Corrupted,
+}
+
+/// Why a reader could not begin a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BeginReadError {
+    /// No frame arrived, or another reader kept the reader lock, until the
+    /// deadline.
+    Empty,
+    /// The ring is closed and every frame has been read.
+    Closed,
+    /// The positions in the ring are impossible (a peer wrote garbage).
+    Corrupted,
+}
+
+/// Why a frame write stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The ring stayed full until the deadline; what fit was written.
+    TimedOut,
+    /// More bytes than the frame announced; nothing was written.
+    Overrun,
+}
+
+/// The frame being read was cut by its writer: its payload is incomplete
+/// and has been dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut;
+
+/// A process-local handle to a frame ring in shared memory.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_core::{OwnerId, Origin, Spin, TypeFingerprint, frames::FrameRing};
+///
+/// let layout = FrameRing::layout(16).unwrap();
+/// // SAFETY: the layout is not zero-sized.
+/// let mem = unsafe { std::alloc::alloc_zeroed(layout.alloc_layout()) };
+/// let base = std::ptr::NonNull::new(mem).unwrap();
+/// let fingerprint = TypeFingerprint::of::<Vec<u8>>();
+/// // SAFETY: `base` points to `layout.size()` zeroed bytes, aligned as the
+/// // layout asks, that outlive the ring and are used by nothing else.
+/// let ring =
+///     unsafe { FrameRing::create(base, layout.size(), 16, 4, fingerprint, Origin::default()) }
+///         .unwrap();
+/// let me = OwnerId::new(1).unwrap();
+///
+/// // A message of 40 bytes streams through a ring of 16 when a reader
+/// // drains it as it goes; here one thread does both, in steps.
+/// let message: Vec<u8> = (0..40).collect();
+/// let mut writer = ring.begin_write(&Spin, me, 40, None).unwrap();
+/// writer.write(&message[..12], None).unwrap();
+/// let mut reader = ring.begin_read(&Spin, me, None).unwrap();
+/// assert_eq!(reader.len(), 40);
+/// let mut got = vec![0; 40];
+/// reader.read(&mut got[..12]).unwrap();
+/// writer.write(&message[12..24], None).unwrap();
+/// reader.read(&mut got[12..24]).unwrap();
+/// writer.write(&message[24..], None).unwrap();
+/// writer.finish().unwrap();
+/// reader.read(&mut got[24..]).unwrap();
+/// reader.finish();
+/// assert_eq!(got, message);
+/// assert!(ring.is_empty());
+/// // SAFETY: allocated above with this layout; the ring is not used any more.
+/// unsafe { std::alloc::dealloc(mem, layout.alloc_layout()) };
+/// ```
+#[derive(Clone, Copy)]
+pub struct FrameRing {
+    state: NonNull<FrameState>,
+    data: NonNull<Byte>,
+    capacity: u64,
+    max_messages: u32,
+}
+
+// SAFETY: the handle points into shared memory that its creator promised
+// stays mapped; every shared word is an atomic, and the bytes are accessed
+// only by the writer and the reader that hold their locks, each in the part
+// of the ring the protocol gives it.
+unsafe impl Send for FrameRing {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for FrameRing {}
+
+impl core::fmt::Debug for FrameRing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameRing")
+            .field("capacity", &self.capacity)
+            .field("max_messages", &self.max_messages)
+            .field("len", &self.len())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl FrameRing {
+    /// The memory layout of a ring of `capacity` bytes: a power of two
+    /// from [`MIN_CAPACITY`] to [`MAX_CAPACITY`].
+    pub fn layout(capacity: u64) -> Result<ObjectLayout, LayoutError> {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(LayoutError::BadCapacity {
+                capacity,
+                reason: "a frame ring has 16 to 2^40 bytes",
+            });
+        }
+        if !capacity.is_power_of_two() {
+            return Err(LayoutError::BadCapacity {
+                capacity,
+                reason: "a frame ring's size is a power of two",
+            });
+        }
+        ObjectLayout::new::<FrameState, Byte>(capacity)
+    }
+
+    /// Creates an empty, open ring of `capacity` bytes at `mem` that holds
+    /// at most `max_messages` messages, for messages of the type
+    /// `fingerprint` identifies (checked by [`Self::attach`]).
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory (any contents), used by nobody else until this returns, and
+    /// stays mapped for as long as this handle or a copy of it is used.
+    pub unsafe fn create(
+        mem: NonNull<u8>,
+        len: usize,
+        capacity: u64,
+        max_messages: u32,
+        fingerprint: TypeFingerprint,
+        origin: Origin,
+    ) -> Result<Self, LayoutError> {
+        if max_messages == 0 {
+            return Err(LayoutError::BadCapacity {
+                capacity: 0,
+                reason: "a queue holds at least one message",
+            });
+        }
+        let layout = Self::layout(capacity)?;
+        // SAFETY: forwarded from the caller.
+        let parts: Parts<FrameState, Byte> = unsafe {
+            layout::create(
+                mem,
+                len,
+                ObjectKind::FrameRing,
+                fingerprint,
+                capacity,
+                layout,
+                origin,
+            )?
+        };
+        let state = parts.body.as_ptr();
+        // SAFETY: `layout::create` checked that the body and `capacity` bytes
+        // lie inside the caller's memory, which nobody else uses yet.
+        unsafe {
+            init_u64(&raw mut (*state).tail.0, 0);
+            init_u64(&raw mut (*state).head.0, 0);
+            let ctl = &raw mut (*state).ctl.0;
+            RawMutex::init(NonNull::new_unchecked(&raw mut (*ctl).writer));
+            RawMutex::init(NonNull::new_unchecked(&raw mut (*ctl).reader));
+            Epochs::init(&raw mut (*ctl).epochs);
+            init_u32(&raw mut (*ctl).messages, 0);
+            init_u32(&raw mut (*ctl).max_messages, max_messages);
+            init_u32(&raw mut (*ctl).closed, 0);
+            init_u32(&raw mut (*ctl).reserved, 0);
+            init_u64(&raw mut (*ctl).aborted, 0);
+            // Outside loom the bytes are plain memory that is already
+            // initialized (any contents are valid bytes).
+            #[cfg(loom)]
+            for i in 0..capacity as usize {
+                crate::sync::init_cell(parts.elems.as_ptr().add(i), 0);
+            }
+            parts.publish();
+        }
+        Ok(Self::from_parts(parts, max_messages))
+    }
+
+    /// Attaches to a ring another handle created at `mem`, after checking
+    /// its header, the message type and the ring's state.
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory, and stays mapped for as long as this handle or a copy of it
+    /// is used.
+    pub unsafe fn attach(
+        mem: NonNull<u8>,
+        len: usize,
+        fingerprint: TypeFingerprint,
+    ) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded from the caller.
+        let parts: Parts<FrameState, Byte> =
+            unsafe { layout::attach(mem, len, ObjectKind::FrameRing, fingerprint, Self::layout)? };
+        // SAFETY: the body lies in the caller's memory; all its fields are
+        // atomics, valid for any contents.
+        let max_messages = unsafe { parts.body.as_ref() }
+            .ctl
+            .max_messages
+            .load(Ordering::Relaxed);
+        if max_messages == 0 {
+            return Err(LayoutError::Corrupted {
+                what: "frame ring bounded to zero messages",
+            });
+        }
+        let ring = Self::from_parts(parts, max_messages);
+        let head = ring.state().head.load(Ordering::Acquire) & !ASLEEP;
+        let tail = ring.state().tail.load(Ordering::Acquire) & !ASLEEP;
+        if tail < head || tail - head > ring.capacity {
+            return Err(LayoutError::Corrupted {
+                what: "frame ring positions outside the ring",
+            });
+        }
+        Ok(ring)
+    }
+
+    fn from_parts(parts: Parts<FrameState, Byte>, max_messages: u32) -> Self {
+        Self {
+            state: parts.body,
+            data: parts.elems,
+            capacity: parts.capacity,
+            max_messages,
+        }
+    }
+
+    #[inline]
+    fn state(&self) -> &FrameState {
+        // SAFETY: `state` points into memory that the creator of this handle
+        // promised stays mapped; every field is an atomic.
+        unsafe { self.state.as_ref() }
+    }
+
+    #[inline]
+    fn ctl(&self) -> &Control {
+        &self.state().ctl
+    }
+
+    /// Bytes in the ring.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The most messages the ring holds at once.
+    pub fn max_messages(&self) -> u32 {
+        self.max_messages
+    }
+
+    /// Messages in the ring, counting one being written or read (a
+    /// snapshot).
+    pub fn len(&self) -> usize {
+        self.ctl()
+            .messages
+            .load(Ordering::Relaxed)
+            .min(self.max_messages) as usize
+    }
+
+    /// Whether the ring holds no message (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring holds as many messages as it may (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.max_messages as usize
+    }
+
+    /// Whether the ring has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctl().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the ring: writers that have not begun fail, readers drain
+    /// what is left and then fail instead of waiting. Wakes every sleeper.
+    /// Closing twice is harmless.
+    pub fn close<W: Wait>(&self, w: &W) {
+        let ctl = self.ctl();
+        // Release pairs with the Acquire loads of `closed` by writers and
+        // readers.
+        ctl.closed.store(1, Ordering::Release);
+        Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
+        Epochs::bump_and_wake(w, &ctl.epochs.space, u32::MAX);
+    }
+
+    /// Byte `pos`'s cell (the index is always inside the ring).
+    #[cfg(loom)]
+    #[inline]
+    fn byte(&self, pos: u64) -> &Byte {
+        let index = (pos & (self.capacity - 1)) as usize;
+        // SAFETY: `index < capacity`, and `capacity` bytes lie in the
+        // mapping (checked when the handle was made).
+        unsafe { &*self.data.as_ptr().add(index) }
+    }
+
+    /// Copies `src` into the ring from position `pos` on, wrapping.
+    ///
+    /// # Safety
+    /// The caller is the writer holding the writer lock, and
+    /// `pos .. pos + src.len()` lies between the published tail and the
+    /// released head plus the capacity: no reader looks at those bytes.
+    #[inline]
+    unsafe fn copy_in(&self, pos: u64, src: &[u8]) {
+        #[cfg(not(loom))]
+        {
+            let index = (pos & (self.capacity - 1)) as usize;
+            let first = src.len().min(self.capacity as usize - index);
+            let base = self.data.as_ptr().cast::<u8>();
+            // SAFETY: `index + first <= capacity` and `src.len() - first <=
+            // index` bytes at the start: both ranges lie in the ring, which
+            // nobody else touches (caller). `UnsafeCell<u8>` is a `u8`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(src.as_ptr(), base.add(index), first);
+                core::ptr::copy_nonoverlapping(src.as_ptr().add(first), base, src.len() - first);
+            }
+        }
+        #[cfg(loom)]
+        for (i, &b) in src.iter().enumerate() {
+            // SAFETY: this byte is ours to write (caller).
+            self.byte(pos + i as u64)
+                .with_mut(|cell| unsafe { cell.write(b) });
+        }
+    }
+
+    /// Copies ring bytes from position `pos` on into `dst`, wrapping.
+    ///
+    /// # Safety
+    /// The caller is the reader holding the reader lock, and
+    /// `pos .. pos + dst.len()` lies between the released head and the
+    /// published tail: no writer changes those bytes.
+    #[inline]
+    unsafe fn copy_out(&self, pos: u64, dst: &mut [u8]) {
+        #[cfg(not(loom))]
+        {
+            let index = (pos & (self.capacity - 1)) as usize;
+            let first = dst.len().min(self.capacity as usize - index);
+            let base = self.data.as_ptr().cast::<u8>();
+            // SAFETY: as in `copy_in`, with the reader's part of the ring.
+            unsafe {
+                core::ptr::copy_nonoverlapping(base.add(index), dst.as_mut_ptr(), first);
+                core::ptr::copy_nonoverlapping(
+                    base,
+                    dst.as_mut_ptr().add(first),
+                    dst.len() - first,
+                );
+            }
+        }
+        #[cfg(loom)]
+        for (i, b) in dst.iter_mut().enumerate() {
+            // SAFETY: this byte is ours to read (caller).
+            *b = self.byte(pos + i as u64).with(|cell| unsafe { *cell });
+        }
+    }
+
+    /// Begins a frame of `len` payload bytes: takes the writer lock, waits
+    /// until the ring may hold one more message and has room for the
+    /// frame's length, and writes the length. The payload follows through
+    /// [`FrameWriter::write`]; [`FrameWriter::finish`] publishes the end of
+    /// the frame, and dropping the writer before that cuts the frame.
+    ///
+    /// Waits until `deadline` (`None`: forever) for the lock and the room.
+    pub fn begin_write<'a, W: Wait>(
+        &'a self,
+        w: &'a W,
+        id: OwnerId,
+        len: u64,
+        deadline: Option<W::Deadline>,
+    ) -> Result<FrameWriter<'a, W>, BeginWriteError> {
+        if len > MAX_FRAME {
+            return Err(BeginWriteError::TooLarge);
+        }
+        let ctl = self.ctl();
+        // Acquire pairs with the Release store in `close`.
+        if ctl.closed.load(Ordering::Acquire) != 0 {
+            return Err(BeginWriteError::Closed);
+        }
+        ctl.writer
+            .lock(w, id, deadline)
+            .map_err(|_| BeginWriteError::Full)?;
+        // The previous writer's last swap happened before its unlock, which
+        // happened before our lock: we see the tail it published.
+        let tail = self.state().tail.load(Ordering::Relaxed) & !ASLEEP;
+        let mut round = 0;
+        let head = loop {
+            if ctl.closed.load(Ordering::Acquire) != 0 {
+                self.unlock_writer(w);
+                return Err(BeginWriteError::Closed);
+            }
+            // Acquire pairs with the reader's Release swap: its reads of the
+            // bytes we are about to overwrite are done.
+            let head_word = self.state().head.load(Ordering::Acquire);
+            let head = head_word & !ASLEEP;
+            let room = self.capacity.saturating_sub(tail.wrapping_sub(head));
+            // Acquire: a lower count was decremented, and a cut was
+            // acknowledged, before the reader's swap of `head`.
+            let messages = ctl.messages.load(Ordering::Acquire);
+            let cut_pending = ctl.aborted.load(Ordering::Acquire) & CUT != 0;
+            if head > tail || tail - head > self.capacity {
+                self.unlock_writer(w);
+                return Err(BeginWriteError::Corrupted);
+            }
+            let room_ok = room >= FRAME_HEADER;
+            if room_ok && messages < self.max_messages && !cut_pending {
+                break head;
+            }
+            if round < w.spin_rounds() {
+                w.relax(round);
+                round += 1;
+                continue;
+            }
+            // Room only grows while we hold the lock; the count and the cut
+            // may change without moving the head (a reader ending a frame it
+            // had already released), so `sleep` checks them itself.
+            let max = self.max_messages;
+            let woken = || {
+                ctl.closed.load(Ordering::Acquire) != 0
+                    || room_ok
+                        && ctl.messages.load(Ordering::Acquire) < max
+                        && ctl.aborted.load(Ordering::Acquire) & CUT == 0
+            };
+            if sleep(
+                w,
+                &self.state().head,
+                &ctl.epochs.space,
+                head,
+                woken,
+                deadline,
+            )
+            .is_err()
+            {
+                self.unlock_writer(w);
+                return Err(BeginWriteError::Full);
+            }
+        };
+        // Only writers holding the lock raise the count, so the bound holds.
+        ctl.messages.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: we hold the writer lock and `room >= FRAME_HEADER` bytes
+        // after the tail are free.
+        unsafe { self.copy_in(tail, &(len as u32).to_le_bytes()) };
+        Ok(FrameWriter {
+            ring: self,
+            w,
+            start: tail,
+            pos: tail + FRAME_HEADER,
+            published: tail,
+            head,
+            end: tail + FRAME_HEADER + len,
+            done: false,
+        })
+    }
+
+    /// Releases the writer lock; if the ring is closed, wakes readers that
+    /// may wait for this writer to finish before they report the ring
+    /// drained.
+    fn unlock_writer<W: Wait>(&self, w: &W) {
+        let ctl = self.ctl();
+        // SAFETY: only called by the holder of the writer lock.
+        unsafe { ctl.writer.unlock(w) };
+        if ctl.closed.load(Ordering::Acquire) != 0 {
+            Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
+        }
+    }
+
+    /// Begins reading the next frame: takes the reader lock and waits for a
+    /// frame, until `deadline` (`None`: forever). The payload is read
+    /// through [`FrameReader::read`]; [`FrameReader::finish`] (or dropping
+    /// the reader) skips what is left of it and ends the frame.
+    pub fn begin_read<'a, W: Wait>(
+        &'a self,
+        w: &'a W,
+        id: OwnerId,
+        deadline: Option<W::Deadline>,
+    ) -> Result<FrameReader<'a, W>, BeginReadError> {
+        let ctl = self.ctl();
+        ctl.reader
+            .lock(w, id, deadline)
+            .map_err(|_| BeginReadError::Empty)?;
+        // The previous reader's last swap happened before its unlock, which
+        // happened before our lock: we see the head it released.
+        let head = self.state().head.load(Ordering::Relaxed) & !ASLEEP;
+        let mut round = 0;
+        let tail = loop {
+            // Acquire pairs with the writer's Release swap: the bytes up to
+            // the tail are written.
+            let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
+            let ready = tail.wrapping_sub(head);
+            if tail < head || ready > self.capacity || (ready > 0 && ready < FRAME_HEADER) {
+                self.unlock_reader(w);
+                return Err(BeginReadError::Corrupted);
+            }
+            if ready >= FRAME_HEADER {
+                break tail;
+            }
+            // Closed and drained: nothing published is left, and no writer
+            // is in the middle of a frame (one that takes the lock now sees
+            // `closed` and gives up).
+            if ctl.closed.load(Ordering::Acquire) != 0 && !ctl.writer.is_locked() {
+                let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
+                if tail == head {
+                    self.unlock_reader(w);
+                    return Err(BeginReadError::Closed);
+                }
+                continue;
+            }
+            if round < w.spin_rounds() {
+                w.relax(round);
+                round += 1;
+                continue;
+            }
+            // Woken for a close only once no writer is in the middle of a
+            // frame: a writer that gives up its lock on a closed ring wakes
+            // us (`unlock_writer`).
+            let drained = || ctl.closed.load(Ordering::Acquire) != 0 && !ctl.writer.is_locked();
+            if sleep(
+                w,
+                &self.state().tail,
+                &ctl.epochs.items,
+                tail,
+                drained,
+                deadline,
+            )
+            .is_err()
+            {
+                self.unlock_reader(w);
+                return Err(BeginReadError::Empty);
+            }
+        };
+        let mut len = [0; FRAME_HEADER as usize];
+        // SAFETY: we hold the reader lock and the header's bytes lie between
+        // the head and the published tail.
+        unsafe { self.copy_out(head, &mut len) };
+        let len = u64::from(u32::from_le_bytes(len));
+        Ok(FrameReader {
+            ring: self,
+            w,
+            start: head,
+            pos: head + FRAME_HEADER,
+            released: head,
+            tail,
+            end: head + FRAME_HEADER + len,
+            state: ReadState::Reading,
+        })
+    }
+
+    fn unlock_reader<W: Wait>(&self, w: &W) {
+        // SAFETY: only called by the holder of the reader lock.
+        unsafe { self.ctl().reader.unlock(w) };
+    }
+}
+
+/// Sleeps until `word` (a position, maybe with its `ASLEEP` bit) moves away
+/// from `stuck_at`, `woken` returns true, or `deadline` passes (`Err`); may
+/// return early. Sets the `ASLEEP` bit so that the side that moves the word
+/// wakes us.
+#[cold]
+fn sleep<W: Wait>(
+    w: &W,
+    word: &AtomicU64,
+    epoch: &AtomicU32,
+    stuck_at: u64,
+    woken: impl Fn() -> bool,
+    deadline: Option<W::Deadline>,
+) -> Result<(), TimedOut> {
+    if deadline.is_some_and(|d| w.expired(d)) {
+        return Err(TimedOut);
+    }
+    // Read the epoch first: whoever wakes us bumps it after changing what
+    // we check below (Acquire pairs with the Release bump).
+    let key = epoch.load(Ordering::Acquire);
+    if woken() {
+        return Ok(());
+    }
+    let seen = word.load(Ordering::Acquire);
+    if seen & !ASLEEP != stuck_at {
+        return Ok(());
+    }
+    // AcqRel: Release orders our epoch load before the other side's bump
+    // (its swap reads this CAS); Acquire pairs with its swap if it came
+    // first.
+    if seen & ASLEEP == 0
+        && word
+            .compare_exchange(seen, seen | ASLEEP, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return Ok(());
+    }
+    // Once more: the other side may have changed what `woken` checks and
+    // then swapped the word to the value it already had (a reader ending a
+    // frame it already released); our CAS read that swap (Acquire), so the
+    // change is visible now.
+    if woken() {
+        return Ok(());
+    }
+    w.wait(epoch, key, deadline).inspect_err(|_| {
+        // Take the bit back (the other side may already have): a later
+        // swap need not wake anybody for us.
+        word.fetch_and(!ASLEEP, Ordering::Relaxed);
+    })
+}
+
+/// Writes one frame; see [`FrameRing::begin_write`].
+///
+/// Dropping it before [`finish`](Self::finish) cuts the frame (see the
+/// [module docs](self)).
+pub struct FrameWriter<'a, W: Wait> {
+    ring: &'a FrameRing,
+    w: &'a W,
+    /// Position of the frame's length.
+    start: u64,
+    /// Next byte to write.
+    pos: u64,
+    /// The tail as we last published it.
+    published: u64,
+    /// The head as we last read it.
+    head: u64,
+    /// Position just past the frame.
+    end: u64,
+    /// Finished or cut already.
+    done: bool,
+}
+
+impl<W: Wait> core::fmt::Debug for FrameWriter<'_, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameWriter")
+            .field("len", &(self.end - self.start - FRAME_HEADER))
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+impl<'a, W: Wait> FrameWriter<'a, W> {
+    /// Payload bytes still to write.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// Free bytes after `pos`, re-reading the head if the cached one shows
+    /// fewer than `want`.
+    #[inline]
+    fn free(&mut self, want: u64) -> u64 {
+        let cap = self.ring.capacity;
+        let free = cap - (self.pos - self.head);
+        if free >= want {
+            return free;
+        }
+        // Acquire pairs with the reader's Release swap: its reads of these
+        // bytes are done.
+        let head = self.ring.state().head.load(Ordering::Acquire) & !ASLEEP;
+        // A garbage head (a corrupted ring) must not make us overwrite
+        // bytes the reader has not released: only move forward, within
+        // reason.
+        if head > self.head && head <= self.pos {
+            self.head = head;
+        }
+        cap - (self.pos - self.head)
+    }
+
+    /// Publishes the bytes written so far and wakes a sleeping reader.
+    #[inline]
+    fn publish(&mut self) {
+        if self.pos == self.published {
+            return;
+        }
+        let state = self.ring.state();
+        // AcqRel: Release publishes the bytes with the position; Acquire
+        // pairs with the reader's CAS that set ASLEEP, so its epoch read
+        // happens before our bump.
+        let old = state.tail.swap(self.pos, Ordering::AcqRel);
+        self.published = self.pos;
+        if old & ASLEEP != 0 {
+            Epochs::bump_and_wake(self.w, &state.ctl.epochs.items, 1);
+        }
+    }
+
+    /// Waits for free space after publishing what we wrote.
+    fn wait_space(&mut self, deadline: Option<W::Deadline>) -> Result<(), TimedOut> {
+        self.publish();
+        let mut round = 0;
+        loop {
+            if self.free(1) > 0 {
+                return Ok(());
+            }
+            if round < self.w.spin_rounds() {
+                self.w.relax(round);
+                round += 1;
+                continue;
+            }
+            let state = self.ring.state();
+            sleep(
+                self.w,
+                &state.head,
+                &state.ctl.epochs.space,
+                self.head,
+                || false,
+                deadline,
+            )?;
+        }
+    }
+
+    /// Writes `bytes` of the payload, waiting for space until `deadline`
+    /// (`None`: forever). Publishes as it goes, so a reader can drain a
+    /// frame longer than the ring.
+    ///
+    /// # Errors
+    /// [`WriteError::Overrun`] (nothing written) if `bytes` is longer than
+    /// [`Self::remaining`]; [`WriteError::TimedOut`] if the ring stayed full
+    /// until the deadline (some bytes may have been written: the frame can
+    /// only be cut now).
+    pub fn write(&mut self, bytes: &[u8], deadline: Option<W::Deadline>) -> Result<(), WriteError> {
+        if bytes.len() as u64 > self.remaining() {
+            return Err(WriteError::Overrun);
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let free = self.free(rest.len() as u64);
+            if free == 0 {
+                self.wait_space(deadline)
+                    .map_err(|_| WriteError::TimedOut)?;
+                continue;
+            }
+            let n = free.min(rest.len() as u64) as usize;
+            // SAFETY: we hold the writer lock, and the `n <= free` bytes from
+            // `pos` on are free: the reader released them.
+            unsafe { self.ring.copy_in(self.pos, &rest[..n]) };
+            self.pos += n as u64;
+            rest = &rest[n..];
+            // A frame that fills a quarter of the ring is published in
+            // parts, so the reader copies out while we copy in.
+            if self.pos - self.published >= self.ring.capacity / 4 {
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// The free bytes of the ring right after what was written, in one
+    /// contiguous piece, at most [`Self::remaining`] of them; empty when the
+    /// ring is full (see [`Self::wait`]). Write into it, then
+    /// [`advance`](Self::advance) by what was written.
+    #[cfg(not(loom))]
+    pub fn buffer(&mut self) -> &mut [u8] {
+        let remaining = self.remaining();
+        let free = self.free(remaining.min(self.ring.capacity)).min(remaining);
+        let index = self.pos & (self.ring.capacity - 1);
+        let len = free.min(self.ring.capacity - index) as usize;
+        let base = self.ring.data.as_ptr().cast::<u8>();
+        // SAFETY: `index + len <= capacity` bytes lie in the ring; they are
+        // free (the reader released them) and only we, the writer holding
+        // the lock, touch them until we publish. `UnsafeCell<u8>` is a `u8`.
+        // The borrow of `self` keeps `advance` and `publish` away while the
+        // slice lives.
+        unsafe { core::slice::from_raw_parts_mut(base.add(index as usize), len) }
+    }
+
+    /// Counts `n` bytes written into [`Self::buffer`] as part of the
+    /// payload.
+    ///
+    /// # Panics
+    /// If `n` is more than the last buffer held (a caller bug, caught before
+    /// anything unwritten could be published).
+    #[cfg(not(loom))]
+    pub fn advance(&mut self, n: usize) {
+        let remaining = self.remaining();
+        let free = self.free(0).min(remaining);
+        let index = self.pos & (self.ring.capacity - 1);
+        let contiguous = free.min(self.ring.capacity - index);
+        assert!(
+            n as u64 <= contiguous,
+            "advanced past the frame writer's buffer"
+        );
+        self.pos += n as u64;
+        if self.pos - self.published >= self.ring.capacity / 4 {
+            self.publish();
+        }
+    }
+
+    /// Waits until [`Self::buffer`] is not empty (publishing what was
+    /// written first), until `deadline`.
+    pub fn wait(&mut self, deadline: Option<W::Deadline>) -> Result<(), TimedOut> {
+        if self.remaining() == 0 || self.free(1) > 0 {
+            return Ok(());
+        }
+        self.wait_space(deadline)
+    }
+
+    /// Publishes the end of the frame and releases the writer lock.
+    ///
+    /// # Errors
+    /// If fewer payload bytes were written than the frame announced, the
+    /// frame is cut instead and [`Cut`] returned.
+    pub fn finish(mut self) -> Result<(), Cut> {
+        if self.pos != self.end {
+            self.cut();
+            return Err(Cut);
+        }
+        self.publish();
+        self.done = true;
+        self.ring.unlock_writer(self.w);
+        Ok(())
+    }
+
+    /// Cuts the frame (see the [module docs](self)) and releases the
+    /// writer lock.
+    fn cut(&mut self) {
+        self.done = true;
+        let ring = self.ring;
+        let ctl = ring.ctl();
+        if self.pos == self.end {
+            // Every byte is written: the frame is whole after all.
+            self.publish();
+        } else if self.published == self.start {
+            // Nothing of the frame is visible: forget it. Only writers wait
+            // for the count to drop, and we hold their lock.
+            ctl.messages.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Release: a reader that sees the tail below (Acquire) sees the
+            // cut too.
+            ctl.aborted.store(self.pos | CUT, Ordering::Release);
+            self.publish();
+            // The tail may not have moved: wake the reader whether or not
+            // it set its bit.
+            Epochs::bump_and_wake(self.w, &ctl.epochs.items, u32::MAX);
+        }
+        ring.unlock_writer(self.w);
+    }
+}
+
+impl<W: Wait> Drop for FrameWriter<'_, W> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cut();
+        }
+    }
+}
+
+/// Where a [`FrameReader`] is in its frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadState {
+    /// Reading the payload.
+    Reading,
+    /// Its writer cut the frame; the partial payload is released.
+    Cut,
+    /// Ended: the head is past the frame and the lock released.
+    Done,
+}
+
+/// Reads one frame; see [`FrameRing::begin_read`].
+///
+/// Dropping it skips what is left of the payload (waiting for the writer
+/// to write it, or to cut the frame) and ends the frame.
+pub struct FrameReader<'a, W: Wait> {
+    ring: &'a FrameRing,
+    w: &'a W,
+    /// Position of the frame's length.
+    start: u64,
+    /// Next byte to read.
+    pos: u64,
+    /// The head as we last released it.
+    released: u64,
+    /// The tail as we last read it.
+    tail: u64,
+    /// Position just past the frame.
+    end: u64,
+    state: ReadState,
+}
+
+impl<W: Wait> core::fmt::Debug for FrameReader<'_, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("remaining", &self.remaining())
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<'a, W: Wait> FrameReader<'a, W> {
+    /// Payload bytes of the frame.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.end - self.start - FRAME_HEADER
+    }
+
+    /// Payload bytes not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// Published payload bytes after `pos`, re-reading the tail if the
+    /// cached one shows none.
+    #[inline]
+    fn ready(&mut self) -> u64 {
+        if self.tail <= self.pos {
+            // Acquire pairs with the writer's Release swap: the bytes up to
+            // the tail are written.
+            let tail = self.ring.state().tail.load(Ordering::Acquire) & !ASLEEP;
+            // Only forward, and never past what a ring can hold.
+            if tail > self.tail && tail - self.released <= self.ring.capacity {
+                self.tail = tail;
+            }
+        }
+        self.tail.min(self.end).saturating_sub(self.pos)
+    }
+
+    /// Releases the bytes read so far to the writer.
+    #[inline]
+    fn release(&mut self) {
+        if self.pos == self.released {
+            return;
+        }
+        let state = self.ring.state();
+        // AcqRel: Release orders our reads before the writer reuses the
+        // bytes; Acquire pairs with the writer's CAS that set ASLEEP.
+        let old = state.head.swap(self.pos, Ordering::AcqRel);
+        self.released = self.pos;
+        if old & ASLEEP != 0 {
+            Epochs::bump_and_wake(self.w, &state.ctl.epochs.space, 1);
+        }
+    }
+
+    /// Whether the writer cut the frame where we stand.
+    fn is_cut_here(&self) -> bool {
+        // Acquire pairs with the Release store in `FrameWriter::cut`.
+        self.ring.ctl().aborted.load(Ordering::Acquire) == self.pos | CUT
+    }
+
+    /// Waits until more of the frame is published, after releasing what we
+    /// read. `Err(Cut)` if the writer cut the frame.
+    fn wait_data(&mut self) -> Result<(), Cut> {
+        self.release();
+        let mut round = 0;
+        loop {
+            if self.ready() > 0 {
+                return Ok(());
+            }
+            if self.is_cut_here() {
+                self.state = ReadState::Cut;
+                return Err(Cut);
+            }
+            if round < self.w.spin_rounds() {
+                self.w.relax(round);
+                round += 1;
+                continue;
+            }
+            let state = self.ring.state();
+            // No deadline: the writer finishes or cuts the frame.
+            let _ = sleep(
+                self.w,
+                &state.tail,
+                &state.ctl.epochs.items,
+                self.tail,
+                || self.is_cut_here(),
+                None,
+            );
+        }
+    }
+
+    /// Reads the next `out.len()` payload bytes (at most
+    /// [`Self::remaining`]), waiting for the writer to write them.
+    ///
+    /// # Errors
+    /// [`Cut`] if the writer cut the frame: the frame is over and the bytes
+    /// read are not a message.
+    ///
+    /// # Panics
+    /// If `out` is longer than what is left of the payload.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<(), Cut> {
+        assert!(
+            out.len() as u64 <= self.remaining(),
+            "read past the end of the frame"
+        );
+        if self.state == ReadState::Cut {
+            return Err(Cut);
+        }
+        let mut at = 0;
+        while at < out.len() {
+            let ready = self.ready();
+            if ready == 0 {
+                self.wait_data()?;
+                continue;
+            }
+            let n = ready.min((out.len() - at) as u64) as usize;
+            // SAFETY: we hold the reader lock and the `n <= ready` bytes from
+            // `pos` on are published and not released.
+            unsafe { self.ring.copy_out(self.pos, &mut out[at..at + n]) };
+            self.pos += n as u64;
+            at += n;
+            if self.pos - self.released >= self.ring.capacity / 4 {
+                self.release();
+            }
+        }
+        Ok(())
+    }
+
+    /// The published payload bytes after what was read, in one contiguous
+    /// piece; empty when the writer has not written more yet (see
+    /// [`Self::wait`]). [`consume`](Self::consume) what was used.
+    #[cfg(not(loom))]
+    pub fn available(&mut self) -> &[u8] {
+        if self.state == ReadState::Cut {
+            return &[];
+        }
+        let ready = self.ready();
+        let index = self.pos & (self.ring.capacity - 1);
+        let len = ready.min(self.ring.capacity - index) as usize;
+        let base = self.ring.data.as_ptr().cast::<u8>();
+        // SAFETY: `index + len <= capacity` bytes lie in the ring; they are
+        // published and not released, so no writer touches them while we
+        // hold the reader lock. The borrow of `self` keeps `consume` away
+        // while the slice lives.
+        unsafe { core::slice::from_raw_parts(base.add(index as usize), len) }
+    }
+
+    /// Counts `n` bytes of [`Self::available`] as read.
+    ///
+    /// # Panics
+    /// If `n` is more than the last `available` held.
+    #[cfg(not(loom))]
+    pub fn consume(&mut self, n: usize) {
+        let ready = self.tail.min(self.end).saturating_sub(self.pos);
+        let index = self.pos & (self.ring.capacity - 1);
+        assert!(
+            n as u64 <= ready.min(self.ring.capacity - index),
+            "consumed past the frame reader's available bytes"
+        );
+        self.pos += n as u64;
+        if self.pos - self.released >= self.ring.capacity / 4 {
+            self.release();
+        }
+    }
+
+    /// Waits until [`Self::available`] is not empty, or the frame is read
+    /// to its end. `Err(Cut)` if the writer cut the frame.
+    pub fn wait(&mut self) -> Result<(), Cut> {
+        if self.state == ReadState::Cut {
+            return Err(Cut);
+        }
+        if self.remaining() == 0 || self.ready() > 0 {
+            return Ok(());
+        }
+        self.wait_data()
+    }
+
+    /// Skips what is left of the payload (waiting for the writer to write
+    /// it), releases the frame and the reader lock.
+    ///
+    /// Returns `Err(Cut)` if the writer cut the frame.
+    pub fn finish(mut self) -> Result<(), Cut> {
+        self.end_frame()
+    }
+
+    fn end_frame(&mut self) -> Result<(), Cut> {
+        let mut outcome = Ok(());
+        while self.state == ReadState::Reading && self.pos < self.end {
+            let ready = self.ready();
+            if ready == 0 {
+                if self.wait_data().is_err() {
+                    break;
+                }
+                continue;
+            }
+            self.pos += ready;
+        }
+        let ring = self.ring;
+        if self.state == ReadState::Cut {
+            outcome = Err(Cut);
+            // Acknowledge the cut: writers may begin again (Release, like
+            // the count below, is seen by a writer that sees the head).
+            ring.ctl().aborted.store(0, Ordering::Release);
+        }
+        self.state = ReadState::Done;
+        // Lower the count before the head moves: a writer waiting for the
+        // bound re-reads the count after it sees the head move (the swap in
+        // `release` is Release).
+        ring.ctl().messages.fetch_sub(1, Ordering::Release);
+        // The frame's end always moves the head (a frame has at least its
+        // length), so a writer waiting on the head is woken.
+        let state = ring.state();
+        let old = state.head.swap(self.pos, Ordering::AcqRel);
+        self.released = self.pos;
+        if old & ASLEEP != 0 {
+            Epochs::bump_and_wake(self.w, &state.ctl.epochs.space, 1);
+        }
+        ring.unlock_reader(self.w);
+        outcome
+    }
+}
+
+impl<W: Wait> Drop for FrameReader<'_, W> {
+    fn drop(&mut self) {
+        if self.state != ReadState::Done {
+            let _ = self.end_frame();
+        }
+    }
+}

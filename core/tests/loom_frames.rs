@@ -1,0 +1,213 @@
+//! Loom models of the frame ring. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p mproc-core --release --test loom_frames`.
+#![cfg(loom)]
+
+mod loom_support;
+
+use loom::sync::Arc;
+use loom::thread;
+use loom_support::{Mem, id, model, origin};
+use mproc_core::TypeFingerprint;
+use mproc_core::frames::{BeginReadError, Cut, FrameRing};
+use mproc_core::model::{MayTimeOut, ModelWait};
+
+struct Shared {
+    mem: Mem,
+    w: ModelWait,
+}
+
+impl Shared {
+    fn new(capacity: u64, max_messages: u32) -> Arc<Self> {
+        let mem = Mem::new(FrameRing::layout(capacity).unwrap());
+        // SAFETY: `mem` is zeroed, aligned for the layout, and lives as long
+        // as `Shared`.
+        unsafe {
+            FrameRing::create(
+                mem.ptr(),
+                mem.len(),
+                capacity,
+                max_messages,
+                TypeFingerprint::of::<u8>(),
+                origin(),
+            )
+        }
+        .unwrap();
+        Arc::new(Self {
+            mem,
+            w: ModelWait::new(),
+        })
+    }
+
+    fn ring(&self) -> FrameRing {
+        // SAFETY: created in `new` in memory that `self` owns.
+        unsafe { FrameRing::attach(self.mem.ptr(), self.mem.len(), TypeFingerprint::of::<u8>()) }
+            .unwrap()
+    }
+
+    /// Writes one whole frame, waiting as long as it takes.
+    fn send(&self, owner: u32, bytes: &[u8]) {
+        let ring = self.ring();
+        let mut writer = ring
+            .begin_write(&self.w, id(owner), bytes.len() as u64, None)
+            .unwrap();
+        writer.write(bytes, None).unwrap();
+        writer.finish().unwrap();
+    }
+
+    /// Reads one frame, waiting as long as it takes.
+    fn recv(&self, owner: u32) -> Result<Vec<u8>, Cut> {
+        let ring = self.ring();
+        let mut reader = ring.begin_read(&self.w, id(owner), None).unwrap();
+        let mut out = vec![0; reader.len() as usize];
+        let read = reader.read(&mut out);
+        let finished = reader.finish();
+        read.and(finished).map(|()| out)
+    }
+}
+
+/// A frame longer than the ring streams through it, and the next frame
+/// follows it intact.
+#[test]
+fn frame_longer_than_ring() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let long: Vec<u8> = (0..20).collect();
+        let writer = {
+            let (shared, long) = (shared.clone(), long.clone());
+            thread::spawn(move || {
+                shared.send(1, &long);
+                shared.send(1, &[7, 8]);
+            })
+        };
+        assert_eq!(shared.recv(2).unwrap(), long);
+        assert_eq!(shared.recv(2).unwrap(), [7, 8]);
+        writer.join().unwrap();
+        assert!(shared.ring().is_empty());
+    });
+}
+
+/// Two writers: each frame arrives whole, never interleaved with the
+/// other.
+#[test]
+fn two_writers_do_not_interleave() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let writers: Vec<_> = (1..=2u8)
+            .map(|n| {
+                let shared = shared.clone();
+                thread::spawn(move || shared.send(u32::from(n), &[n; 6]))
+            })
+            .collect();
+        let mut got = vec![shared.recv(3).unwrap(), shared.recv(3).unwrap()];
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        got.sort();
+        assert_eq!(got, [vec![1; 6], vec![2; 6]]);
+    });
+}
+
+/// With room for one message, the second waits for the first to be read.
+#[test]
+fn message_bound() {
+    model(|| {
+        let shared = Shared::new(16, 1);
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.send(1, &[1]);
+                shared.send(1, &[2]);
+            })
+        };
+        assert_eq!(shared.recv(2).unwrap(), [1]);
+        assert_eq!(shared.recv(2).unwrap(), [2]);
+        writer.join().unwrap();
+    });
+}
+
+/// A writer whose deadline passes in the middle of a long frame cuts it:
+/// the reader gets the whole frame or `Cut`, and the next frame intact.
+#[test]
+fn cut_frame() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let long: Vec<u8> = (0..24).collect();
+        let writer = {
+            let (shared, long) = (shared.clone(), long.clone());
+            thread::spawn(move || {
+                let ring = shared.ring();
+                let whole = {
+                    let mut writer = ring
+                        .begin_write(&shared.w, id(1), 24, Some(MayTimeOut))
+                        .unwrap();
+                    writer.write(&long, Some(MayTimeOut)).is_ok() && writer.finish().is_ok()
+                };
+                shared.send(1, &[9]);
+                whole
+            })
+        };
+        let whole = match shared.recv(2) {
+            Ok(first) => {
+                assert_eq!(first, long);
+                true
+            }
+            Err(Cut) => false,
+        };
+        assert_eq!(shared.recv(2).unwrap(), [9]);
+        assert_eq!(writer.join().unwrap(), whole);
+        assert!(shared.ring().is_empty());
+    });
+}
+
+/// Closing wakes a reader waiting for a frame; what was written before the
+/// close is read first.
+#[test]
+fn close_drains_then_fails() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let closer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.send(1, &[5]);
+                shared.ring().close(&shared.w);
+            })
+        };
+        assert_eq!(shared.recv(2).unwrap(), [5]);
+        let ring = shared.ring();
+        assert_eq!(
+            ring.begin_read(&shared.w, id(2), None).unwrap_err(),
+            BeginReadError::Closed
+        );
+        closer.join().unwrap();
+        assert!(
+            ring.begin_write(&shared.w, id(2), 1, None).is_err(),
+            "a closed ring takes no frame"
+        );
+    });
+}
+
+/// A reader that times out leaves the ring consistent: the frame it missed
+/// is read by the next attempt.
+#[test]
+fn timed_read() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.send(1, &[3, 4]))
+        };
+        let ring = shared.ring();
+        let got = match ring.begin_read(&shared.w, id(2), Some(MayTimeOut)) {
+            Ok(mut reader) => {
+                let mut out = vec![0; reader.len() as usize];
+                reader.read(&mut out).unwrap();
+                reader.finish().unwrap();
+                out
+            }
+            Err(BeginReadError::Empty) => shared.recv(2).unwrap(),
+            Err(other) => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(got, [3, 4]);
+        writer.join().unwrap();
+    });
+}
