@@ -4,13 +4,13 @@
 //! cargo bench --bench queue
 //! ```
 //!
-//! * `throughput/*`: `mproc::Queue<u64>` with producer and consumer
+//! * `throughput/*`: `mproc::PodQueue<u64>` with producer and consumer
 //!   *processes* against `crossbeam_queue::ArrayQueue<u64>` with producer and
 //!   consumer *threads* (the hardware ceiling), 1P/1C, 2P/2C and 4P/4C.
 //! * `spsc_batch/*`: `mproc::spsc` moving runs of 64 values between two
 //!   processes against a minimal raw shared-memory SPSC ring doing the same.
 //! * `round_trip/*`: one value to a child process and back, each side
-//!   blocking in its receive between messages: two `mproc::Queue`s, an
+//!   blocking in its receive between messages: two `mproc::PodQueue`s, an
 //!   `mproc::spsc` pair, and a pair of raw pipes.
 //!
 //! Workers (processes or threads) live for a whole benchmark and are started
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::{Backoff, CachePadded};
-use mproc::{Process, Queue, Region, Semaphore, Value, spsc};
+use mproc::{PodQueue, Process, Region, Semaphore, Value, spsc};
 
 /// Per-sample work: the number of messages, or `STOP` to end the workers.
 const STOP: u64 = u64::MAX;
@@ -151,7 +151,7 @@ fn throughput(c: &mut Criterion) {
     for pairs in [1usize, 2, 4] {
         let label = format!("{pairs}p{pairs}c");
 
-        let queue = Queue::<u64>::new(CAPACITY).unwrap();
+        let queue = PodQueue::<u64>::new(CAPACITY).unwrap();
         let role: Role = Arc::new(move |index, n| {
             if index < pairs {
                 for v in 0..share(n, index, pairs) {
@@ -335,8 +335,8 @@ fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
 
     let (ping, pong) = (
-        Queue::<u64>::new(16).unwrap(),
-        Queue::<u64>::new(16).unwrap(),
+        PodQueue::<u64>::new(16).unwrap(),
+        PodQueue::<u64>::new(16).unwrap(),
     );
     let mut echo = {
         let (ping, pong) = (ping.clone(), pong.clone());
@@ -487,7 +487,7 @@ fn report() {
         ">= 0.5x",
     );
     for (name, id) in [
-        ("round trip, mproc Queue", "mproc_queue"),
+        ("round trip, mproc PodQueue", "mproc_queue"),
         ("round trip, mproc spsc", "mproc_spsc"),
     ] {
         let us = common::median(&format!("round_trip/{id}")).map(|s| s * 1e6);

@@ -1,5 +1,5 @@
 //! Producer and consumer processes moving messages through one
-//! `mproc::Queue`, with throughput and a checksum that proves nothing was
+//! `mproc::PodQueue`, with throughput and a checksum that proves nothing was
 //! lost or duplicated.
 //!
 //! ```text
@@ -21,7 +21,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mproc::{Event, Process, Queue, ShmSafe};
+use mproc::{Event, PodQueue, Process, ShmSafe};
 
 /// What a producer sends: built from (producer, sequence number).
 trait Message: ShmSafe + Default {
@@ -144,7 +144,7 @@ impl Options {
 type Tally = (u64, u64);
 
 fn run<M: Message>(o: &Options) -> Result<bool, Box<dyn std::error::Error>> {
-    let queue = Queue::<M>::new(o.capacity)?;
+    let queue = PodQueue::<M>::new(o.capacity)?;
     let start = Event::new()?;
     let share = |p: u64| o.messages / o.producers + u64::from(p < o.messages % o.producers);
 

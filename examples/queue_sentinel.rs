@@ -52,13 +52,13 @@ const SENTINEL: i64 = -1;
 fn creator(data: &[i64], queue: &Queue<i64>) {
     println!("Creating data and putting it on the queue");
     for &item in data {
-        queue.put(item);
+        queue.put(item).expect("the queue is open");
     }
 }
 
 fn consumer(queue: &Queue<i64>) {
     loop {
-        let data = queue.get();
+        let data = queue.get().expect("the queue is open");
         if data == SENTINEL {
             break;
         }

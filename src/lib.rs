@@ -15,7 +15,7 @@
 //!     let (queue, total) = (queue.clone(), total.clone());
 //!     Process::spawn(move || {
 //!         for _ in 0..1000 {
-//!             *total.lock() += queue.get();
+//!             *total.lock() += queue.get().unwrap();
 //!         }
 //!     })?
 //! };
@@ -44,7 +44,8 @@
 //! | subclassing `Process` | [`Run`], [`Builder::start`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
-//! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize` | [`Queue`]: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, batch `put_many` / `get_many` |
+//! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
+//! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
 //! | `Event()` | [`Event`] |
@@ -60,8 +61,8 @@ pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
-    Array, ArrayGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue,
-    Result, Semaphore, Value, ValueGuard, spsc,
+    Array, ArrayGuard, CodecError, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PodQueue,
+    PutError, Queue, Result, Semaphore, Value, ValueGuard, spsc,
 };
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,

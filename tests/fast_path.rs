@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use mproc::{Array, Event, Lock, Process, ProcessError, Queue, Semaphore, Value, spsc};
+use mproc::{Array, Event, Lock, PodQueue, Process, ProcessError, Semaphore, Value, spsc};
 
 const ROUNDS: u64 = 10_000;
 
@@ -83,7 +83,7 @@ fn forbid_sleeping() {
 fn uncontended_operations_make_no_sleeping_system_call() {
     let lock = Lock::new().unwrap();
     let semaphore = Semaphore::new(1).unwrap();
-    let queue = Queue::<u64>::new(64).unwrap();
+    let queue = PodQueue::<u64>::new(64).unwrap();
     let event = Event::new().unwrap();
     let value = Value::new(0u64).unwrap();
     let array = Array::new(&[0u32; 8]).unwrap();

@@ -8,15 +8,15 @@ use std::os::fd::OwnedFd;
 use common::{join, spawn};
 use mproc::mproc_core::layout::{LAYOUT_VERSION, MAGIC};
 use mproc::mproc_core::{LayoutError, ObjectKind};
-use mproc::{Array, Error, Lock, Queue, Region, Semaphore, Value};
+use mproc::{Array, Error, Lock, PodQueue, Region, Semaphore, Value};
 
-/// A memfd region holding a fresh `Queue<u64>` of 8 slots, and a second
+/// A memfd region holding a fresh `PodQueue<u64>` of 8 slots, and a second
 /// mapping of the same memory (as another process would have).
-fn queue_region() -> (Queue<u64>, Region) {
-    let size = Queue::<u64>::region_size(8).unwrap();
+fn queue_region() -> (PodQueue<u64>, Region) {
+    let size = PodQueue::<u64>::region_size(8).unwrap();
     let region = Region::memfd("layout-test", size).unwrap();
     let fd: OwnedFd = region.fd().unwrap().try_clone_to_owned().unwrap();
-    let queue = Queue::<u64>::create_in(region, 8).unwrap();
+    let queue = PodQueue::<u64>::create_in(region, 8).unwrap();
     queue.put(42);
     (queue, Region::from_fd(fd).unwrap())
 }
@@ -50,7 +50,7 @@ fn second_mapping(region: &Region) -> Region {
 #[test]
 fn intact_region_attaches_and_shares() {
     let (queue, other) = queue_region();
-    let attached = Queue::<u64>::attach(other).unwrap();
+    let attached = PodQueue::<u64>::attach(other).unwrap();
     assert_eq!(attached.capacity(), 8);
     assert_eq!(attached.try_get(), Ok(42));
     assert!(queue.is_empty(), "both handles see one queue");
@@ -61,7 +61,7 @@ fn wrong_magic() {
     let (_queue, other) = queue_region();
     poke(&other, 0, 0x1234_5678_u64);
     assert_eq!(
-        layout_error(Queue::<u64>::attach(other)),
+        layout_error(PodQueue::<u64>::attach(other)),
         LayoutError::BadMagic { found: 0x1234_5678 }
     );
 }
@@ -71,7 +71,7 @@ fn wrong_version() {
     let (_queue, other) = queue_region();
     poke(&other, 8, LAYOUT_VERSION + 1);
     assert_eq!(
-        layout_error(Queue::<u64>::attach(other)),
+        layout_error(PodQueue::<u64>::attach(other)),
         LayoutError::UnsupportedVersion {
             found: LAYOUT_VERSION + 1,
             supported: LAYOUT_VERSION
@@ -82,7 +82,7 @@ fn wrong_version() {
 #[test]
 fn wrong_element_type() {
     let (_queue, other) = queue_region();
-    match layout_error(Queue::<u32>::attach(other)) {
+    match layout_error(PodQueue::<u32>::attach(other)) {
         LayoutError::TypeMismatch { expected, found } => {
             assert_eq!((expected.size, found.size), (4, 8));
             assert_ne!(expected.name_hash, found.name_hash);
@@ -92,7 +92,7 @@ fn wrong_element_type() {
     // Same size and alignment, another type: the name hash tells them apart.
     let (_queue, other) = queue_region();
     assert!(matches!(
-        layout_error(Queue::<i64>::attach(other)),
+        layout_error(PodQueue::<i64>::attach(other)),
         LayoutError::TypeMismatch { .. }
     ));
 }
@@ -127,7 +127,7 @@ fn wrong_size() {
     let (_queue, other) = queue_region();
     poke(&other, 16, 1_000_000u64);
     assert!(matches!(
-        layout_error(Queue::<u64>::attach(other)),
+        layout_error(PodQueue::<u64>::attach(other)),
         LayoutError::SizeMismatch {
             recorded: 1_000_000,
             ..
@@ -137,19 +137,19 @@ fn wrong_size() {
     let (_queue, other) = queue_region();
     poke(&other, 24, 1_000_000u64);
     assert!(matches!(
-        layout_error(Queue::<u64>::attach(other)),
+        layout_error(PodQueue::<u64>::attach(other)),
         LayoutError::SizeMismatch { .. }
     ));
     // The region is shorter than the object.
-    let full = Queue::<u64>::region_size(8).unwrap();
+    let full = PodQueue::<u64>::region_size(8).unwrap();
     let short = Region::memfd("short", full - 64).unwrap();
     assert!(matches!(
-        layout_error(Queue::<u64>::create_in(short, 8)),
+        layout_error(PodQueue::<u64>::create_in(short, 8)),
         LayoutError::TooSmall { .. }
     ));
     let tiny = Region::memfd("tiny", 16).unwrap();
     assert!(matches!(
-        layout_error(Queue::<u64>::attach(tiny)),
+        layout_error(PodQueue::<u64>::attach(tiny)),
         LayoutError::TooSmall {
             needed: 64,
             available: 16
@@ -161,7 +161,7 @@ fn wrong_size() {
 fn zeroed_and_random_regions() {
     let zeroed = Region::anonymous(4096).unwrap();
     assert_eq!(
-        layout_error(Queue::<u64>::attach(zeroed)),
+        layout_error(PodQueue::<u64>::attach(zeroed)),
         LayoutError::NotReady
     );
     // Deterministic noise (xorshift), many times over: always an error.
@@ -180,7 +180,7 @@ fn zeroed_and_random_regions() {
             poke(&noise, 8, LAYOUT_VERSION);
         }
         let mapping = second_mapping_of_anonymous(&noise);
-        assert!(Queue::<u64>::attach(mapping).is_err());
+        assert!(PodQueue::<u64>::attach(mapping).is_err());
     }
 }
 
@@ -203,13 +203,13 @@ fn second_mapping_of_anonymous(region: &Region) -> Region {
 #[test]
 fn named_region_across_processes() {
     let name = format!("mproc-layout-test-{}", std::process::id());
-    let region = Region::create_named(&name, Queue::<u64>::region_size(4).unwrap()).unwrap();
-    let queue = Queue::<u64>::create_in(region, 4).unwrap();
+    let region = Region::create_named(&name, PodQueue::<u64>::region_size(4).unwrap()).unwrap();
+    let queue = PodQueue::<u64>::create_in(region, 4).unwrap();
     queue.put(7);
     let mut good = spawn({
         let name = name.clone();
         move || {
-            Queue::<u64>::attach(Region::open_named(&name).unwrap())
+            PodQueue::<u64>::attach(Region::open_named(&name).unwrap())
                 .map(|q| q.try_get().ok())
                 .ok()
         }
@@ -219,7 +219,7 @@ fn named_region_across_processes() {
     poke(queue.region(), 8, 1u32);
     let mut bad = spawn({
         let name = name.clone();
-        move || match Queue::<u64>::attach(Region::open_named(&name).unwrap()) {
+        move || match PodQueue::<u64>::attach(Region::open_named(&name).unwrap()) {
             Err(Error::Layout(error)) => error.to_string(),
             Err(other) => format!("unexpected error: {other}"),
             Ok(_) => "attached".to_owned(),

@@ -1,11 +1,11 @@
-//! `Queue` and `spsc` across real forked processes.
+//! `PodQueue` and `spsc` across real forked processes.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{WATCHDOG, join, spawn};
-use mproc::{GetError, PutError, Queue, spsc};
+use mproc::{GetError, PodQueue, PutError, spsc};
 
 const MILLION: u64 = 1_000_000;
 /// A value no producer sends: tells a consumer to stop.
@@ -15,7 +15,7 @@ const STOP: u64 = u64::MAX;
 /// arrives exactly once, in order.
 #[test]
 fn one_producer_one_consumer_in_order() {
-    let queue = Queue::<u64>::new(1024).unwrap();
+    let queue = PodQueue::<u64>::new(1024).unwrap();
     let mut consumer = spawn({
         let queue = queue.clone();
         move || {
@@ -40,7 +40,7 @@ fn one_producer_one_consumer_in_order() {
 /// The same through the batch verbs, in runs of up to 256.
 #[test]
 fn batches_in_order() {
-    let queue = Queue::<u64>::new(1000).unwrap();
+    let queue = PodQueue::<u64>::new(1000).unwrap();
     let mut consumer = spawn({
         let queue = queue.clone();
         move || {
@@ -75,7 +75,7 @@ fn batches_in_order() {
 #[test]
 fn four_producers_four_consumers_lose_nothing() {
     const PER_PRODUCER: u64 = MILLION / 4;
-    let queue = Queue::<u64>::new(256).unwrap();
+    let queue = PodQueue::<u64>::new(256).unwrap();
     let mut consumers: Vec<_> = (0..4)
         .map(|_| {
             let queue = queue.clone();
@@ -125,7 +125,7 @@ fn four_producers_four_consumers_lose_nothing() {
 /// `Empty`; a value put meanwhile by another process is got instead.
 #[test]
 fn get_timeout_on_empty_queue() {
-    let queue = Queue::<u64>::new(4).unwrap();
+    let queue = PodQueue::<u64>::new(4).unwrap();
     let mut child = spawn({
         let queue = queue.clone();
         move || {
@@ -152,7 +152,7 @@ fn get_timeout_on_empty_queue() {
 /// value back in `Full`; `try_put` does so at once.
 #[test]
 fn put_timeout_on_full_queue() {
-    let queue = Queue::<u64>::new(2).unwrap();
+    let queue = PodQueue::<u64>::new(2).unwrap();
     queue.put_many(&[1, 2]);
     assert!(queue.is_full());
     let mut child = spawn({
@@ -183,7 +183,7 @@ fn put_timeout_on_full_queue() {
 /// process (the wake-up crosses processes through a shared futex).
 #[test]
 fn sleeping_consumer_is_woken() {
-    let queue = Queue::<u64>::new(1).unwrap();
+    let queue = PodQueue::<u64>::new(1).unwrap();
     let mut consumer = spawn({
         let queue = queue.clone();
         move || {

@@ -10,7 +10,9 @@
 //!
 //! and the process-shared types built from mproc-core's algorithms on them:
 //!
-//! * [`Queue`]: a bounded MPMC queue of plain-old-data values, with batch
+//! * [`Queue`]: a bounded MPMC queue of any serde values of any size
+//!   ([`message`] says how they are encoded), which can be closed;
+//!   [`PodQueue`]: one of plain-old-data values with no encoding, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
 //! * [`Lock`], [`Semaphore`], [`Event`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
@@ -28,8 +30,10 @@ pub mod error;
 pub mod event;
 pub mod futex;
 pub mod lock;
+pub mod message;
 mod object;
 pub mod pipe;
+pub mod pod_queue;
 pub mod process;
 pub mod queue;
 pub mod semaphore;
@@ -41,7 +45,8 @@ pub mod value;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
-pub use queue::{GetError, PutError, Queue};
+pub use pod_queue::PodQueue;
+pub use queue::{CodecError, GetError, PutError, Queue};
 pub use rustix::io::Errno;
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};

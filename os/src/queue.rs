@@ -1,32 +1,47 @@
-//! [`Queue`]: a bounded multi-producer multi-consumer queue of plain-old-data
-//! values in shared memory, for processes (Python's `multiprocessing.Queue`).
+//! [`Queue`]: a bounded queue of any serde values, of any size, that
+//! processes share (Python's `multiprocessing.Queue`), and the errors of
+//! every queue in mproc.
 
 use core::fmt;
+use core::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mproc_core::mpmc::Mpmc;
-use mproc_core::{PopError, PushError, ShmSafe};
+use mproc_core::frames::{BeginReadError, BeginWriteError, FrameRing, MAX_FRAME};
+use mproc_core::{PopError, PushError, TypeFingerprint};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::futex::Futex;
+use crate::futex::{Deadline, Futex};
+pub use crate::message::CodecError;
+use crate::message::{self, DecodeStop, EncodeStop};
 use crate::object::{Mapping, anonymous, deadline};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
 /// Why a `put` did not happen. The value is handed back.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PutError<T> {
     /// The queue stayed full (until the timeout, for `put_timeout`).
     Full(T),
+    /// The queue is closed: nothing more can be put.
+    Closed(T),
+    /// The value's encoding is longer than a message can be (4 GiB - 1).
+    TooLarge(T),
+    /// The value could not be encoded.
+    Encode(T, CodecError),
 }
 
 impl<T> PutError<T> {
     /// The value that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            Self::Full(value) => value,
+            Self::Full(value)
+            | Self::Closed(value)
+            | Self::TooLarge(value)
+            | Self::Encode(value, _) => value,
         }
     }
 }
@@ -35,6 +50,9 @@ impl<T> fmt::Debug for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::TooLarge(_) => f.write_str("TooLarge(..)"),
+            Self::Encode(_, error) => f.debug_tuple("Encode").field(&"..").field(error).finish(),
         }
     }
 }
@@ -43,11 +61,21 @@ impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Full(_) => f.write_str("the queue is full"),
+            Self::Closed(_) => f.write_str("the queue is closed"),
+            Self::TooLarge(_) => write!(f, "the message is longer than {MAX_FRAME} bytes"),
+            Self::Encode(_, error) => write!(f, "the value could not be encoded: {error}"),
         }
     }
 }
 
-impl<T> std::error::Error for PutError<T> {}
+impl<T> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(_, error) => Some(error),
+            _ => None,
+        }
+    }
+}
 
 impl<T> From<PushError<T>> for PutError<T> {
     fn from(error: PushError<T>) -> Self {
@@ -56,22 +84,40 @@ impl<T> From<PushError<T>> for PutError<T> {
 }
 
 /// Why a `get` returned no value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GetError {
     /// The queue stayed empty (until the timeout, for `get_timeout`).
     Empty,
+    /// The queue is closed and every message has been taken.
+    Closed,
+    /// A message did not decode as the queue's type; it was taken and
+    /// dropped, and the messages after it are unaffected.
+    Decode(CodecError),
+    /// The queue's shared state is impossible (a process wrote garbage
+    /// into it).
+    Corrupted,
 }
 
 impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("the queue is empty"),
+            Self::Closed => f.write_str("the queue is closed and drained"),
+            Self::Decode(error) => write!(f, "a message did not decode: {error}"),
+            Self::Corrupted => f.write_str("the queue's shared state is corrupted"),
         }
     }
 }
 
-impl std::error::Error for GetError {}
+impl std::error::Error for GetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Decode(error) => Some(error),
+            _ => None,
+        }
+    }
+}
 
 impl From<PopError> for GetError {
     fn from(_: PopError) -> Self {
@@ -79,19 +125,33 @@ impl From<PopError> for GetError {
     }
 }
 
-/// A bounded queue of plain-old-data values that processes share.
+/// A bounded queue of any serde values that processes share.
 ///
-/// Create it before `fork` and use it in parent and children alike (clone it
-/// to share it between threads). Values are copied into shared memory, with
-/// no encoding and no allocation; every queue has a capacity, and `put`
-/// waits, times out or fails with [`PutError::Full`] when it is reached.
+/// Messages are any `T: Serialize + DeserializeOwned`, encoded with
+/// postcard, of any size up to 4 GiB - 1 bytes encoded: a message longer
+/// than the queue's buffer streams through it while a reader drains it.
+/// The queue is bounded twice: by `maxsize` messages (Python's `maxsize`)
+/// and by the bytes of its buffer ([`Self::DEFAULT_BUFFER`] unless
+/// [`Self::with_buffer`] says otherwise). `put` waits, times out or fails
+/// with [`PutError::Full`] when either is reached, and gives the value
+/// back.
 ///
-/// The uncontended fast path makes no system call: a process sleeps in the
-/// kernel only after spinning briefly, and a wake-up is sent only to a
-/// process that is asleep. Many processes may put and get at once
-/// ([`mproc_core::mpmc`] describes the algorithm and its progress
-/// guarantee). The batch verbs (`put_many`, `get_many`) claim several slots
-/// with one atomic operation.
+/// # Copies
+///
+/// A writer encodes straight into the shared buffer. A reader decodes
+/// straight from it when the message lies there in one piece, and
+/// otherwise gathers it first. `Vec<u8>` and `String` messages are copied
+/// once on each side whatever their size: from the value into the buffer,
+/// and from the buffer into the new value. For byte payloads inside your
+/// own types use `serde_bytes`, which postcard also copies as one block.
+/// For plain-old-data values with no encoding at all, see
+/// [`PodQueue`](crate::pod_queue::PodQueue).
+///
+/// # Closing
+///
+/// After [`close`](Self::close), `put` fails with [`PutError::Closed`],
+/// and `get` returns what is left, then [`GetError::Closed`] instead of
+/// waiting: no sentinel values needed.
 ///
 /// # Examples
 ///
@@ -99,79 +159,111 @@ impl From<PopError> for GetError {
 /// use std::time::Duration;
 /// use mproc_os::queue::{GetError, Queue};
 ///
-/// let queue = Queue::<u64>::new(4)?;
-/// queue.put(1);
-/// queue.put_many(&[2, 3]);
-/// assert_eq!(queue.len(), 3);
-/// assert_eq!(queue.get(), 1);
-/// let mut out = [0; 8];
-/// assert_eq!(queue.get_many(&mut out), 2);
-/// assert_eq!(out[..2], [2, 3]);
-/// assert_eq!(queue.get_timeout(Duration::from_millis(10)), Err(GetError::Empty));
-/// # Ok::<(), mproc_os::Error>(())
+/// let queue = Queue::<String>::new(8)?;
+/// queue.put("hello".to_owned())?;
+/// queue.put("x".repeat(1 << 20))?; // longer than the buffer
+/// assert_eq!(queue.len(), 2);
+/// # let big = std::thread::spawn({ let queue = queue.clone(); move || queue.get() });
+/// assert_eq!(queue.get()?, "hello");
+/// # assert_eq!(big.join().unwrap()?.len(), 1 << 20);
+/// queue.close();
+/// assert_eq!(queue.get_timeout(Duration::from_secs(5)), Err(GetError::Closed));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Queue<T: ShmSafe> {
-    ring: Mpmc<T>,
+pub struct Queue<T> {
+    ring: FrameRing,
     region: Mapping,
+    _values: PhantomData<fn(T) -> T>,
 }
 
-impl<T: ShmSafe> Clone for Queue<T> {
+impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Self {
             ring: self.ring,
             region: self.region.clone(),
+            _values: PhantomData,
         }
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for Queue<T> {
+impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
-            .field("capacity", &self.capacity())
-            .field("len", &self.len())
+            .field("maxsize", &self.ring.max_messages())
+            .field("buffer", &self.ring.capacity())
+            .field("len", &self.ring.len())
+            .field("closed", &self.ring.is_closed())
             .finish()
     }
 }
 
-impl<T: ShmSafe> Queue<T> {
-    /// A queue of `capacity` slots (at least 1) in a new anonymous shared
-    /// region, which children made with `fork` inherit.
-    pub fn new(capacity: usize) -> Result<Self> {
-        let region = anonymous(Mpmc::<T>::layout(capacity as u64))?;
-        Self::create_in(region, capacity)
+/// A deadline that has already passed, for the `try_*` verbs.
+fn now() -> Option<Deadline> {
+    Some(Deadline::now())
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
+    /// The buffer of a queue made by [`Self::new`]: 256 KiB.
+    pub const DEFAULT_BUFFER: usize = 256 << 10;
+
+    /// A queue of at most `maxsize` messages (at least 1, at most
+    /// `u32::MAX`) with a buffer of [`Self::DEFAULT_BUFFER`] bytes, in a new
+    /// anonymous shared region, which children made with `fork` inherit.
+    pub fn new(maxsize: usize) -> Result<Self> {
+        Self::with_buffer(maxsize, Self::DEFAULT_BUFFER)
     }
 
-    /// The bytes a region needs to hold a queue of `capacity` slots.
-    pub fn region_size(capacity: usize) -> Result<usize> {
-        Ok(Mpmc::<T>::layout(capacity as u64)?.size())
+    /// A queue of at most `maxsize` messages with a buffer of at least
+    /// `buffer` bytes (rounded up to a power of two, at least 16).
+    pub fn with_buffer(maxsize: usize, buffer: usize) -> Result<Self> {
+        let region = anonymous(FrameRing::layout(buffer_size(buffer)))?;
+        Self::create_in(region, maxsize)
     }
 
-    /// Creates a queue of `capacity` slots at the start of `region` (for
-    /// example a named or memfd region, so that unrelated processes can
-    /// attach to it).
-    pub fn create_in(region: Region, capacity: usize) -> Result<Self> {
+    /// The bytes a region needs to hold a queue whose buffer has at least
+    /// `buffer` bytes.
+    pub fn region_size(buffer: usize) -> Result<usize> {
+        Ok(FrameRing::layout(buffer_size(buffer))?.size())
+    }
+
+    /// Creates a queue of at most `maxsize` messages at the start of
+    /// `region`, with the largest buffer that fits in it (a power of two).
+    pub fn create_in(region: Region, maxsize: usize) -> Result<Self> {
+        let maxsize = u32::try_from(maxsize).unwrap_or(u32::MAX);
+        let buffer = largest_buffer(region.len());
         // SAFETY: the region is mapped read/write for `len` bytes as long as
         // `self.region` lives, and nobody uses it before this returns (it
         // was just made, or the caller hands it over).
-        let ring =
-            unsafe { Mpmc::create(region.as_ptr(), region.len(), capacity as u64, origin())? };
+        let ring = unsafe {
+            FrameRing::create(
+                region.as_ptr(),
+                region.len(),
+                buffer,
+                maxsize,
+                TypeFingerprint::of::<T>(),
+                origin(),
+            )?
+        };
         Ok(Self {
             ring,
             region: Arc::new(region),
+            _values: PhantomData,
         })
     }
 
-    /// Attaches to a queue that another process created in `region`, after
-    /// checking the header: magic, layout version, kind, element type
-    /// fingerprint and size ([`mproc_core::LayoutError`] says what was
-    /// wrong).
+    /// Attaches to a queue of `T` that another process created in `region`,
+    /// after checking its header (magic, layout version, kind, message
+    /// type) and its state.
     pub fn attach(region: Region) -> Result<Self> {
         // SAFETY: the region is mapped read/write for `len` bytes as long as
         // `self.region` lives.
-        let ring = unsafe { Mpmc::attach(region.as_ptr(), region.len())? };
+        let ring = unsafe {
+            FrameRing::attach(region.as_ptr(), region.len(), TypeFingerprint::of::<T>())?
+        };
         Ok(Self {
             ring,
             region: Arc::new(region),
+            _values: PhantomData,
         })
     }
 
@@ -180,119 +272,157 @@ impl<T: ShmSafe> Queue<T> {
         &self.region
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
+    /// The most messages the queue holds (Python's `maxsize`).
+    pub fn maxsize(&self) -> usize {
+        self.ring.max_messages() as usize
+    }
+
+    /// Bytes of the shared buffer.
+    pub fn buffer_size(&self) -> usize {
         self.ring.capacity()
     }
 
-    /// Number of values in the queue (a snapshot: Python's `qsize`).
+    /// Messages in the queue (a snapshot: Python's `qsize`).
     pub fn len(&self) -> usize {
         self.ring.len()
     }
 
-    /// Whether the queue is empty (a snapshot).
+    /// Whether the queue holds no message (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }
 
-    /// Whether the queue is full (a snapshot).
+    /// Whether the queue holds `maxsize` messages (a snapshot).
     pub fn is_full(&self) -> bool {
         self.ring.is_full()
     }
 
-    /// Puts `value`, waiting for a free slot as long as it takes.
-    #[inline(always)]
-    pub fn put(&self, value: T) {
-        // Without a deadline the push only returns once it succeeded.
-        let _ = self.ring.push(&Futex, owner_id(), value, None);
+    /// Closes the queue for every process: later puts fail with
+    /// [`PutError::Closed`], and gets drain what is left, then fail with
+    /// [`GetError::Closed`]. A message being put while the queue closes is
+    /// delivered. Closing twice is harmless.
+    pub fn close(&self) {
+        self.ring.close(&Futex);
     }
 
-    /// Puts `value`, waiting for a free slot at most `timeout`; on timeout
-    /// the value comes back in [`PutError::Full`].
-    #[inline]
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`], [`PutError::TooLarge`] or [`PutError::Encode`],
+    /// each with the value.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, None)
+    }
+
+    /// Puts `value`, waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::put`], and [`PutError::Full`] on timeout.
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-        Ok(self
-            .ring
-            .push(&Futex, owner_id(), value, deadline(timeout))?)
+        self.put_until(value, deadline(timeout))
     }
 
-    /// Puts `value` if a slot is free now (Python's `put_nowait`).
-    #[inline]
+    /// Puts `value` if there is room now (Python's `put_nowait`).
+    ///
+    /// # Errors
+    /// As [`Self::put`], and [`PutError::Full`] when there is no room.
     pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
-        Ok(self.ring.try_push(&Futex, owner_id(), value)?)
+        self.put_until(value, now())
     }
 
-    /// Gets the oldest value, waiting as long as it takes.
-    #[inline(always)]
-    pub fn get(&self) -> T {
-        loop {
-            if let Ok(value) = self.ring.pop(&Futex, owner_id(), None) {
-                return value;
-            }
+    fn put_until(&self, value: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
+        let len = match message::encoded_len(&value) {
+            Ok(len) => len,
+            Err(error) => return Err(PutError::Encode(value, error)),
+        };
+        let mut writer = match self.ring.begin_write(&Futex, owner_id(), len, deadline) {
+            Ok(writer) => writer,
+            Err(BeginWriteError::Closed) => return Err(PutError::Closed(value)),
+            Err(BeginWriteError::TooLarge) => return Err(PutError::TooLarge(value)),
+            Err(_) => return Err(PutError::Full(value)),
+        };
+        match message::encode(&value, &mut writer, deadline) {
+            // Every byte is written, so the frame ends whole.
+            Ok(()) => writer.finish().map_err(|_| PutError::Full(value)),
+            // Dropping the writer cuts the frame: nobody receives it.
+            Err(EncodeStop::TimedOut) => Err(PutError::Full(value)),
+            Err(EncodeStop::Codec(error)) => Err(PutError::Encode(value, error)),
         }
     }
 
-    /// Gets the oldest value, waiting at most `timeout`.
-    #[inline]
+    /// Gets the oldest message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and drained;
+    /// [`GetError::Decode`] for a message that is not a `T` (dropped).
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_until(None)
+    }
+
+    /// Gets the oldest message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::get`], and [`GetError::Empty`] on timeout.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        Ok(self.ring.pop(&Futex, owner_id(), deadline(timeout))?)
+        self.get_until(deadline(timeout))
     }
 
-    /// Gets the oldest value if there is one now (Python's `get_nowait`).
-    #[inline]
+    /// Gets the oldest message if there is one now (Python's
+    /// `get_nowait`).
+    ///
+    /// # Errors
+    /// As [`Self::get`], and [`GetError::Empty`] when there is none.
     pub fn try_get(&self) -> Result<T, GetError> {
-        Ok(self.ring.try_pop(&Futex, owner_id())?)
+        self.get_until(now())
     }
 
-    /// Puts all of `values` in order, waiting for free slots as long as it
-    /// takes. Slots are claimed in runs, one atomic operation per run.
-    pub fn put_many(&self, values: &[T]) {
-        let mut done = 0;
-        while done < values.len() {
-            done += self
-                .ring
-                .push_slice(&Futex, owner_id(), &values[done..], None);
-        }
-    }
-
-    /// Puts `values` in order, waiting for free slots at most `timeout`;
-    /// returns how many were put (all of them unless the timeout passed).
-    pub fn put_many_timeout(&self, values: &[T], timeout: Duration) -> usize {
-        self.ring
-            .push_slice(&Futex, owner_id(), values, deadline(timeout))
-    }
-
-    /// Puts as many of `values` as there are free slots now, in order;
-    /// returns how many.
-    pub fn try_put_many(&self, values: &[T]) -> usize {
-        self.ring.try_push_slice(&Futex, owner_id(), values)
-    }
-
-    /// Gets up to `out.len()` values into `out[..n]`, oldest first, waiting
-    /// as long as it takes for the first one; returns `n` (at least 1 unless
-    /// `out` is empty).
-    pub fn get_many(&self, out: &mut [T]) -> usize {
-        if out.is_empty() {
-            return 0;
-        }
+    fn get_until(&self, deadline: Option<Deadline>) -> Result<T, GetError> {
         loop {
-            let n = self.ring.pop_slice(&Futex, owner_id(), out, None);
-            if n > 0 {
-                return n;
+            let mut reader = match self.ring.begin_read(&Futex, owner_id(), deadline) {
+                Ok(reader) => reader,
+                Err(BeginReadError::Empty) => return Err(GetError::Empty),
+                Err(BeginReadError::Closed) => return Err(GetError::Closed),
+                Err(_) => return Err(GetError::Corrupted),
+            };
+            let decoded = message::decode::<T, _>(&mut reader);
+            // Ends the frame, skipping whatever a failed decode left.
+            let ended = reader.finish();
+            match decoded {
+                Ok(value) if ended.is_ok() => return Ok(value),
+                // A cut frame holds no message: take the next one.
+                Ok(_) | Err(DecodeStop::Cut) => continue,
+                Err(DecodeStop::Codec(error)) => {
+                    if ended.is_err() {
+                        continue;
+                    }
+                    return Err(GetError::Decode(error));
+                }
             }
         }
     }
+}
 
-    /// Gets up to `out.len()` values into `out[..n]`, oldest first, waiting
-    /// at most `timeout` for the first one; returns `n` (0 on timeout).
-    pub fn get_many_timeout(&self, out: &mut [T], timeout: Duration) -> usize {
-        self.ring
-            .pop_slice(&Futex, owner_id(), out, deadline(timeout))
-    }
+/// The ring size for a buffer of at least `bytes`.
+fn buffer_size(bytes: usize) -> u64 {
+    (bytes as u64)
+        .max(mproc_core::frames::MIN_CAPACITY)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+}
 
-    /// Gets the values that are ready now, up to `out.len()`, into
-    /// `out[..n]`; returns `n`.
-    pub fn try_get_many(&self, out: &mut [T]) -> usize {
-        self.ring.try_pop_slice(&Futex, owner_id(), out)
+/// The largest power-of-two ring whose object fits in `len` bytes (the
+/// layout refuses the region if even the smallest does not).
+fn largest_buffer(len: usize) -> u64 {
+    let mut buffer = mproc_core::frames::MIN_CAPACITY;
+    while buffer < mproc_core::frames::MAX_CAPACITY
+        && FrameRing::layout(buffer * 2).is_ok_and(|layout| layout.size() <= len)
+    {
+        buffer *= 2;
     }
+    buffer
 }
