@@ -45,6 +45,7 @@
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
+//! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
@@ -59,10 +60,12 @@
 
 pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
+pub use mproc_os::joinable::TooManyDone;
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
-    Array, ArrayGuard, CodecError, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PodQueue,
-    PutError, Queue, Result, Semaphore, Value, ValueGuard, spsc,
+    Array, ArrayGuard, CodecError, Error, Event, GetError, JoinableQueue, Lock, LockGuard,
+    OutOfBounds, PodQueue, PutError, Queue, Result, Semaphore, SimpleQueue, Value, ValueGuard,
+    spsc,
 };
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,

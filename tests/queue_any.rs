@@ -10,7 +10,8 @@ use std::time::Duration;
 use mproc::mproc_core::frames::FrameRing;
 use mproc::mproc_core::{OwnerId, TypeFingerprint};
 use mproc::mproc_os::futex::Futex;
-use mproc::{GetError, PutError, Queue, Region};
+use mproc::mproc_os::joinable::TooManyDone;
+use mproc::{GetError, JoinableQueue, PutError, Queue, Region, SimpleQueue};
 use serde::{Deserialize, Serialize, Serializer};
 
 const MIB: usize = 1 << 20;
@@ -356,4 +357,95 @@ fn attach_checks_the_type() {
     assert!(Queue::<Vec<u8>>::attach(remap(&region)).is_err());
     let attached = Queue::<String>::attach(region).unwrap();
     assert_eq!(attached.get().unwrap(), "shared");
+}
+
+/// Python's JoinableQueue pattern: two worker processes get jobs and mark
+/// each done; the parent's `join` returns only once every job is handled.
+#[test]
+fn joinable_queue_join_waits_for_every_task() {
+    let jobs = JoinableQueue::<u64>::new(4).unwrap();
+    let handled = mproc::Value::new(0u64).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (jobs, handled) = (jobs.clone(), handled.clone());
+            common::spawn(move || {
+                loop {
+                    match jobs.get() {
+                        Ok(n) => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            *handled.lock() += n;
+                            jobs.task_done().unwrap();
+                        }
+                        Err(GetError::Closed) => return,
+                        Err(other) => panic!("get: {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in 1..=50 {
+        jobs.put(n).unwrap();
+    }
+    jobs.join_timeout(common::WATCHDOG).unwrap();
+    // Every task was marked done after its work was recorded.
+    assert_eq!(handled.get(), (1..=50).sum::<u64>());
+    assert_eq!(jobs.unfinished(), 0);
+    assert!(matches!(jobs.task_done(), Err(TooManyDone)));
+    jobs.close();
+    for mut worker in workers {
+        common::join(&mut worker);
+    }
+}
+
+/// `join` times out while a task is unfinished; a put that fails is not
+/// counted.
+#[test]
+fn joinable_queue_counts_only_what_was_put() {
+    let jobs = JoinableQueue::<String>::new(1).unwrap();
+    jobs.put("a".to_owned()).unwrap();
+    assert!(matches!(
+        jobs.try_put("b".to_owned()),
+        Err(PutError::Full(_))
+    ));
+    assert_eq!(jobs.unfinished(), 1);
+    assert!(jobs.join_timeout(Duration::from_millis(20)).is_err());
+    let mut worker = {
+        let jobs = jobs.clone();
+        common::spawn(move || {
+            let job = jobs.get().unwrap();
+            jobs.task_done().unwrap();
+            job
+        })
+    };
+    jobs.join_timeout(common::WATCHDOG).unwrap();
+    assert_eq!(common::join(&mut worker), "a");
+}
+
+/// SimpleQueue between processes, closed by the producer.
+#[test]
+fn simple_queue() {
+    let queue = SimpleQueue::<(u32, String)>::new().unwrap();
+    let mut producer = {
+        let queue = queue.clone();
+        common::spawn(move || {
+            for n in 0..100 {
+                queue.put((n, n.to_string())).unwrap();
+            }
+            queue.close();
+        })
+    };
+    let mut got = Vec::new();
+    loop {
+        match queue.get() {
+            Ok(item) => got.push(item),
+            Err(GetError::Closed) => break,
+            Err(other) => panic!("get: {other}"),
+        }
+    }
+    common::join(&mut producer);
+    assert_eq!(
+        got,
+        (0..100).map(|n| (n, n.to_string())).collect::<Vec<_>>()
+    );
+    assert!(queue.is_empty());
 }

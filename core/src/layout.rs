@@ -162,6 +162,8 @@ pub enum ObjectKind {
     Cell = 6,
     /// A ring of byte frames: messages of any length ([`crate::frames`]).
     FrameRing = 11,
+    /// A count of unfinished tasks ([`crate::waitgroup`]).
+    WaitGroup = 12,
 }
 
 impl ObjectKind {
@@ -175,6 +177,7 @@ impl ObjectKind {
             5 => Self::Event,
             6 => Self::Cell,
             11 => Self::FrameRing,
+            12 => Self::WaitGroup,
             _ => return None,
         })
     }

@@ -15,6 +15,7 @@
 //! | counting semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
 //! | event | [`event`] | blocking; `set` and `clear` are one atomic each |
 //! | lock-protected array of values | [`cell`] | blocking (its mutex) |
+//! | count of unfinished tasks, wait for zero | [`waitgroup`] | blocking; `add` and `done` are one CAS each |
 //!
 //! Blocking calls spin for [`Wait::spin_rounds`] rounds, then sleep; a
 //! wake-up is issued only when somebody sleeps. Every algorithm is model
@@ -42,6 +43,7 @@ pub mod semaphore;
 pub mod spsc;
 pub mod sync;
 pub mod wait;
+pub mod waitgroup;
 
 #[cfg(loom)]
 pub mod model;

@@ -12,6 +12,7 @@
 //!
 //! * [`Queue`]: a bounded MPMC queue of any serde values of any size
 //!   ([`message`] says how they are encoded), which can be closed;
+//!   [`JoinableQueue`] (`task_done`, `join`) and [`SimpleQueue`] on top;
 //!   [`PodQueue`]: one of plain-old-data values with no encoding, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
 //! * [`Lock`], [`Semaphore`], [`Event`].
@@ -29,6 +30,7 @@
 pub mod error;
 pub mod event;
 pub mod futex;
+pub mod joinable;
 pub mod lock;
 pub mod message;
 mod object;
@@ -44,6 +46,7 @@ pub mod value;
 
 pub use error::{Error, Result};
 pub use event::Event;
+pub use joinable::{JoinableQueue, SimpleQueue};
 pub use lock::{Lock, LockGuard};
 pub use pod_queue::PodQueue;
 pub use queue::{CodecError, GetError, PutError, Queue};

@@ -198,7 +198,7 @@ impl<T> fmt::Debug for Queue<T> {
 }
 
 /// A deadline that has already passed, for the `try_*` verbs.
-fn now() -> Option<Deadline> {
+pub(crate) fn now() -> Option<Deadline> {
     Some(Deadline::now())
 }
 
@@ -335,7 +335,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         self.put_until(value, now())
     }
 
-    fn put_until(&self, value: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
+    pub(crate) fn put_until(
+        &self,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PutError<T>> {
         let len = match message::encoded_len(&value) {
             Ok(len) => len,
             Err(error) => return Err(PutError::Encode(value, error)),
@@ -381,7 +385,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         self.get_until(now())
     }
 
-    fn get_until(&self, deadline: Option<Deadline>) -> Result<T, GetError> {
+    pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<T, GetError> {
         loop {
             let mut reader = match self.ring.begin_read(&Futex, owner_id(), deadline) {
                 Ok(reader) => reader,

@@ -202,12 +202,26 @@ fn write_frame(stream: &mut UnixStream, role: &Role) -> Result<(), ProcessError>
                 frame.len()
             ),
         })?;
-    stream
+    match stream
         .write_all(&len.to_le_bytes())
         .and_then(|()| stream.write_all(&frame))
-        .map_err(|error| ProcessError::Start {
+    {
+        Ok(()) => Ok(()),
+        // The new process closed its end without reading: it ran `main`
+        // instead of its entry point and is exiting. Its handle reports
+        // that when joined (no dispatch mark comes back).
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(ProcessError::Start {
             reason: format!("the new process did not take its start frame: {error}"),
-        })
+        }),
+    }
 }
 
 /// Runs this program again as a process in `role`, with `channel` as its
