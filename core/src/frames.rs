@@ -1082,6 +1082,17 @@ impl<'a, W: Wait> FrameReader<'a, W> {
                 self.state = ReadState::Cut;
                 return Err(Cut);
             }
+            // A frame is written under the writer lock: with the lock free
+            // (Acquire: the last writer's publishing is visible) and still
+            // no data and no cut, the frame can never be completed. Only a
+            // ring whose words a peer overwrote gets here; drop the frame.
+            if !self.ring.ctl().writer.is_locked() {
+                if self.ready() > 0 {
+                    return Ok(());
+                }
+                self.state = ReadState::Cut;
+                return Err(Cut);
+            }
             if round < self.w.spin_rounds() {
                 self.w.relax(round);
                 round += 1;

@@ -244,9 +244,11 @@ impl RawMutex {
         w.wake(&self.state, 1);
     }
 
-    /// Whether somebody holds the lock (a snapshot).
+    /// Whether somebody holds the lock (a snapshot). When it is free, what
+    /// the last holder did before unlocking is visible (Acquire pairs with
+    /// the Release swap in `unlock`).
     pub fn is_locked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & OWNER_MASK != 0
+        self.state.load(Ordering::Acquire) & OWNER_MASK != 0
     }
 
     /// The id of the holder, if any (a snapshot).

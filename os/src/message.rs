@@ -18,7 +18,7 @@ use core::any::Any;
 use core::fmt;
 
 use mproc_core::Wait;
-use mproc_core::frames::{Cut, FrameReader, FrameWriter, WriteError};
+use mproc_core::frames::{FrameReader, FrameWriter, WriteError};
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -222,7 +222,6 @@ impl<W: Wait> Flavor for &mut Streaming<'_, '_, W> {
 pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
     reader: &mut FrameReader<'_, W>,
 ) -> Result<T, DecodeStop> {
-    let cut = |_: Cut| DecodeStop::Cut;
     let len = reader.len();
     let mut slot: Option<T> = None;
     let any: &mut dyn Any = &mut slot;
@@ -251,8 +250,7 @@ pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
         reader.consume(len as usize);
         return Ok(value);
     }
-    let mut bytes = vec![0; len as usize];
-    reader.read(&mut bytes).map_err(cut)?;
+    let bytes = read_to_vec(reader, len)?;
     let (value, rest) =
         postcard::take_from_bytes::<T>(&bytes).map_err(|e| DecodeStop::Codec(e.into()))?;
     if !rest.is_empty() {
@@ -285,8 +283,26 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
     if n != reader.remaining() {
         return Err(mismatch());
     }
-    let mut bytes = vec![0; n as usize];
+    read_to_vec(reader, n)
+}
+
+/// Bytes allocated at once for a message: a longer one grows its buffer as
+/// its bytes arrive, so a length that a corrupted ring announces costs no
+/// more memory than the bytes actually there.
+const ALLOC_STEP: u64 = 64 << 20;
+
+/// Reads the next `n` payload bytes into a new vector.
+fn read_to_vec<W: Wait>(reader: &mut FrameReader<'_, W>, n: u64) -> Result<Vec<u8>, DecodeStop> {
+    let mut bytes = vec![0; n.min(ALLOC_STEP) as usize];
     reader.read(&mut bytes).map_err(|_| DecodeStop::Cut)?;
+    while (bytes.len() as u64) < n {
+        let start = bytes.len();
+        let step = (n - start as u64).min(ALLOC_STEP) as usize;
+        bytes.resize(start + step, 0);
+        reader
+            .read(&mut bytes[start..])
+            .map_err(|_| DecodeStop::Cut)?;
+    }
     Ok(bytes)
 }
 
