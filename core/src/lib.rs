@@ -11,7 +11,10 @@
 //! | bounded MPMC ring of plain data, batch push/pop | [`mpmc`] | `try_*`: lock-free; a claimer stopped between claim and publish holds up the slots behind it |
 //! | SPSC ring, batch push/pop | [`spsc`] | `try_*`: wait-free |
 //! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each |
-//! | counting semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
+//! | reentrant mutex (a mutex and a count) | [`rlock`] | blocking; a relock by its owner takes no read-modify-write |
+//! | counting semaphore, bounded semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
+//! | condition variable with its mutex | [`condition`] | blocking; a notify with no waiter makes no wake-up call |
+//! | barrier that breaks, reusable | [`barrier`] | blocking; each arrival is one CAS |
 //! | event | [`event`] | blocking; `set` and `clear` are one atomic each |
 //! | lock-protected array of values | [`cell`] | blocking (its mutex) |
 //!
@@ -31,11 +34,14 @@
 #[cfg(loom)]
 extern crate std;
 
+pub mod barrier;
 pub mod cell;
+pub mod condition;
 pub mod event;
 pub mod layout;
 pub mod mpmc;
 pub mod mutex;
+pub mod rlock;
 pub mod semaphore;
 pub mod spsc;
 pub mod sync;
