@@ -12,7 +12,8 @@
 //!
 //! * [`Queue`]: a bounded MPMC queue of plain-old-data values, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
-//! * [`Lock`], [`Semaphore`], [`Event`].
+//! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
 //!
 //! Each is created in a parent and used in children made with `fork`
@@ -24,6 +25,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod barrier;
+pub mod condition;
 pub mod error;
 pub mod event;
 pub mod futex;
@@ -32,16 +35,20 @@ mod object;
 pub mod pipe;
 pub mod process;
 pub mod queue;
+pub mod rlock;
 pub mod semaphore;
 pub mod shm;
 pub mod socket;
 pub mod spsc;
 pub mod value;
 
+pub use barrier::{Barrier, BarrierWaitError, BrokenBarrier};
+pub use condition::{Condition, ConditionGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use queue::{GetError, PutError, Queue};
+pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
-pub use semaphore::Semaphore;
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
