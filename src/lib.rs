@@ -29,7 +29,8 @@
 //!
 //! * [`mproc_core`] (`#![no_std]`, no allocation): the algorithms, placed in
 //!   caller-provided shared memory and model-checked with loom: MPMC and
-//!   SPSC rings, mutex, semaphore, event, shared cells, layout headers.
+//!   SPSC rings, mutex, reentrant mutex, semaphores, event, condition
+//!   variable, barrier, shared cells, layout headers.
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
 //! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
@@ -46,8 +47,12 @@
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize` | [`Queue`]: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, batch `put_many` / `get_many` |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
+//! | `RLock()` | [`RLock`] (owned by a process: guards from `lock`, `try_lock`, `lock_timeout`, or `acquire` / `release`; a release by a non-owner is [`ReleaseError::NotOwner`]) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
+//! | `BoundedSemaphore(n)` | [`BoundedSemaphore`] (as `Semaphore`; a release above `n` is [`Overflow`] and changes nothing) |
 //! | `Event()` | [`Event`] |
+//! | `Condition()` | [`Condition`] with its own lock: `lock` gives a [`ConditionGuard`]; `wait`, `wait_timeout` (false on timeout), `wait_for`, `wait_for_timeout`, `notify(n)`, `notify_one`, `notify_all` |
+//! | `Barrier(parties)`: `wait`, `abort`, `reset`, `parties`, `n_waiting`, `broken` | [`Barrier`]: the same, `wait` returns the arrival index or [`BrokenBarrier`]; `wait_timeout` breaks it on timeout ([`BarrierWaitError`]) |
 //! | `Value('d', 0.0)`, `Array('i', range(10))` | [`Value`], [`Array`], each with its lock |
 //!
 //! Values in shared memory are plain old data: types that implement
@@ -60,8 +65,9 @@ pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
-    Array, ArrayGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue,
-    Result, Semaphore, Value, ValueGuard, spsc,
+    Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, Condition,
+    ConditionGuard, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PutError, Queue, RLock,
+    RLockGuard, ReleaseError, Result, Semaphore, Value, ValueGuard, spsc,
 };
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,
