@@ -29,7 +29,8 @@
 //!
 //! * [`mproc_core`] (`#![no_std]`, no allocation): the algorithms, placed in
 //!   caller-provided shared memory and model-checked with loom: MPMC and
-//!   SPSC rings, mutex, semaphore, event, shared cells, layout headers.
+//!   SPSC rings, mutex, reentrant mutex, semaphores, event, condition
+//!   variable, barrier, shared cells, layout headers.
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
 //! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
@@ -48,8 +49,12 @@
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
+//! | `RLock()` | [`RLock`] (owned by a process: guards from `lock`, `try_lock`, `lock_timeout`, or `acquire` / `release`; a release by a non-owner is [`ReleaseError::NotOwner`]) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
+//! | `BoundedSemaphore(n)` | [`BoundedSemaphore`] (as `Semaphore`; a release above `n` is [`Overflow`] and changes nothing) |
 //! | `Event()` | [`Event`] |
+//! | `Condition()` | [`Condition`] with its own lock: `lock` gives a [`ConditionGuard`]; `wait`, `wait_timeout` (false on timeout), `wait_for`, `wait_for_timeout`, `notify(n)`, `notify_one`, `notify_all` |
+//! | `Barrier(parties)`: `wait`, `abort`, `reset`, `parties`, `n_waiting`, `broken` | [`Barrier`]: the same, `wait` returns the arrival index or [`BrokenBarrier`]; `wait_timeout` breaks it on timeout ([`BarrierWaitError`]) |
 //! | `Value('d', 0.0)`, `Array('i', range(10))` | [`Value`], [`Array`], each with its lock |
 //!
 //! Values in shared memory are plain old data: types that implement
@@ -63,9 +68,10 @@ pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::joinable::TooManyDone;
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
-    Array, ArrayGuard, CodecError, Error, Event, GetError, JoinableQueue, Lock, LockGuard,
-    OutOfBounds, PodQueue, PutError, Queue, Result, Semaphore, SimpleQueue, Value, ValueGuard,
-    spsc,
+    Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
+    Condition, ConditionGuard, Error, Event, GetError, JoinableQueue, Lock, LockGuard, OutOfBounds,
+    PodQueue, PutError, Queue, RLock, RLockGuard, ReleaseError, Result, Semaphore, SimpleQueue,
+    Value, ValueGuard, spsc,
 };
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,

@@ -8,7 +8,10 @@ use std::os::fd::OwnedFd;
 use common::{join, spawn};
 use mproc::mproc_core::layout::{LAYOUT_VERSION, MAGIC};
 use mproc::mproc_core::{LayoutError, ObjectKind};
-use mproc::{Array, Error, Lock, PodQueue, Region, Semaphore, Value};
+use mproc::{
+    Array, Barrier, BoundedSemaphore, Condition, Error, Lock, PodQueue, RLock, Region, Semaphore,
+    Value,
+};
 
 /// A memfd region holding a fresh `PodQueue<u64>` of 8 slots, and a second
 /// mapping of the same memory (as another process would have).
@@ -233,5 +236,148 @@ fn named_region_across_processes() {
     assert!(
         Region::open_named(&name).is_err(),
         "the creator unlinks the name"
+    );
+}
+
+/// The kinds of the reentrant lock, condition, barrier and bounded
+/// semaphore are recorded and read back as themselves.
+#[test]
+fn sync_kinds_round_trip() {
+    for kind in [
+        ObjectKind::RLock,
+        ObjectKind::Condition,
+        ObjectKind::Barrier,
+        ObjectKind::BoundedSemaphore,
+    ] {
+        assert_eq!(ObjectKind::from_raw(kind as u32), Some(kind));
+    }
+    assert_eq!(
+        [
+            ObjectKind::RLock,
+            ObjectKind::Condition,
+            ObjectKind::Barrier,
+            ObjectKind::BoundedSemaphore
+        ]
+        .map(|kind| kind as u32),
+        [7, 8, 9, 10]
+    );
+}
+
+/// A reentrant lock, a condition, a barrier and a bounded semaphore each
+/// attach through a second mapping of a memfd region and share their state
+/// with the first; each refuses a region of another kind; a barrier or
+/// bounded semaphore whose body disagrees with its header is refused as
+/// corrupted.
+#[test]
+fn sync_kinds_attach_share_and_check() {
+    let region = Region::memfd("rlock", RLock::region_size()).unwrap();
+    let other = second_mapping(&region);
+    let lock = RLock::create_in(region).unwrap();
+    let attached = RLock::attach(other).unwrap();
+    let guard = lock.lock();
+    assert_eq!(attached.owner(), Some(std::process::id()));
+    drop(
+        attached
+            .try_lock()
+            .expect("the owner relocks through either mapping"),
+    );
+    assert_eq!(attached.count(), 1);
+    drop(guard);
+    assert!(!attached.is_locked());
+    assert_eq!(
+        layout_error(Barrier::attach(second_mapping(lock.region()))),
+        LayoutError::WrongKind {
+            expected: ObjectKind::Barrier,
+            found: ObjectKind::RLock as u32
+        }
+    );
+
+    let region = Region::memfd("condition", Condition::region_size()).unwrap();
+    let other = second_mapping(&region);
+    let cond = Condition::create_in(region).unwrap();
+    let attached = Condition::attach(other).unwrap();
+    let guard = cond.lock();
+    assert!(
+        attached.try_lock().is_none(),
+        "one lock behind both mappings"
+    );
+    drop(guard);
+    assert!(attached.try_lock().is_some());
+    assert!(matches!(
+        layout_error(RLock::attach(second_mapping(cond.region()))),
+        LayoutError::WrongKind { .. }
+    ));
+
+    let region = Region::memfd("barrier", Barrier::region_size()).unwrap();
+    let other = second_mapping(&region);
+    let barrier = Barrier::create_in(region, 4).unwrap();
+    let attached = Barrier::attach(other).unwrap();
+    assert_eq!(attached.parties(), 4);
+    barrier.abort();
+    assert!(attached.broken());
+    // The body follows the 64-byte header: state (8 bytes), epoch (4),
+    // parties (4).
+    let corrupt = second_mapping(barrier.region());
+    poke(&corrupt, 64 + 12, 5u32);
+    assert!(matches!(
+        layout_error(Barrier::attach(corrupt)),
+        LayoutError::Corrupted { .. }
+    ));
+    let corrupt = second_mapping(barrier.region());
+    poke(&corrupt, 24, 0u64);
+    assert!(matches!(
+        layout_error(Barrier::attach(corrupt)),
+        LayoutError::BadCapacity { capacity: 0, .. }
+    ));
+    assert!(matches!(
+        Barrier::new(0),
+        Err(Error::Layout(LayoutError::BadCapacity { capacity: 0, .. }))
+    ));
+
+    let region = Region::memfd("bounded", BoundedSemaphore::region_size()).unwrap();
+    let other = second_mapping(&region);
+    let sem = BoundedSemaphore::create_in(region, 3).unwrap();
+    let attached = BoundedSemaphore::attach(other).unwrap();
+    assert!(attached.try_acquire());
+    assert_eq!((sem.value(), sem.bound()), (2, 3));
+    assert!(matches!(
+        layout_error(Semaphore::attach(second_mapping(sem.region()))),
+        LayoutError::WrongKind { .. }
+    ));
+    // The body follows the header: count (4 bytes), bound (4).
+    let corrupt = second_mapping(sem.region());
+    poke(&corrupt, 64 + 4, 7u32);
+    assert!(matches!(
+        layout_error(BoundedSemaphore::attach(corrupt)),
+        LayoutError::Corrupted { .. }
+    ));
+}
+
+/// A reentrant lock whose count is at its maximum (as a hostile region may
+/// claim) refuses its owner another level instead of wrapping, and gives
+/// levels back as usual.
+#[test]
+fn rlock_count_at_max_refuses_another_level() {
+    let region = Region::memfd("rlock-max", RLock::region_size()).unwrap();
+    let other = second_mapping(&region);
+    let lock = RLock::create_in(region).unwrap();
+    // The body follows the 64-byte header: mutex word, then count.
+    poke(&other, 64, std::process::id());
+    poke(&other, 68, u32::MAX);
+    assert!(lock.is_owned());
+    assert!(lock.try_lock().is_none());
+    assert!(!lock.try_acquire());
+    assert_eq!(lock.count(), u32::MAX);
+    lock.release().unwrap();
+    assert_eq!(lock.count(), u32::MAX - 1);
+    let panicked = std::panic::catch_unwind(|| {
+        let _one_more = lock.lock();
+        let _too_many = lock.lock();
+    });
+    assert!(panicked.is_err(), "a level past u32::MAX panics");
+    assert_eq!(
+        lock.count(),
+        u32::MAX - 1,
+        "the guard taken gave its level back"
     );
 }

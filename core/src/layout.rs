@@ -160,6 +160,15 @@ pub enum ObjectKind {
     Event = 5,
     /// A lock-protected array of values ([`crate::cell`]).
     Cell = 6,
+    /// A reentrant lock ([`crate::rlock`]).
+    RLock = 7,
+    /// A condition variable with its own mutex ([`crate::condition`]).
+    Condition = 8,
+    /// A barrier ([`crate::barrier`]).
+    Barrier = 9,
+    /// A semaphore that refuses to go above its bound
+    /// ([`crate::semaphore::RawBoundedSemaphore`]).
+    BoundedSemaphore = 10,
     /// A ring of byte frames: messages of any length ([`crate::frames`]).
     FrameRing = 11,
     /// A count of unfinished tasks ([`crate::waitgroup`]).
@@ -176,6 +185,10 @@ impl ObjectKind {
             4 => Self::Semaphore,
             5 => Self::Event,
             6 => Self::Cell,
+            7 => Self::RLock,
+            8 => Self::Condition,
+            9 => Self::Barrier,
+            10 => Self::BoundedSemaphore,
             11 => Self::FrameRing,
             12 => Self::WaitGroup,
             _ => return None,

@@ -12,7 +12,10 @@
 //! | SPSC ring, batch push/pop | [`spsc`] | `try_*`: wait-free |
 //! | ring of byte frames (messages of any length), one writer and one reader at a time | [`frames`] | blocking; a reader in the middle of a frame waits for its writer |
 //! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each |
-//! | counting semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
+//! | reentrant mutex (a mutex and a count) | [`rlock`] | blocking; a relock by its owner takes no read-modify-write |
+//! | counting semaphore, bounded semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
+//! | condition variable with its mutex | [`condition`] | blocking; a notify with no waiter makes no wake-up call |
+//! | barrier that breaks, reusable | [`barrier`] | blocking; each arrival is one CAS |
 //! | event | [`event`] | blocking; `set` and `clear` are one atomic each |
 //! | lock-protected array of values | [`cell`] | blocking (its mutex) |
 //! | count of unfinished tasks, wait for zero | [`waitgroup`] | blocking; `add` and `done` are one CAS each |
@@ -33,12 +36,15 @@
 #[cfg(loom)]
 extern crate std;
 
+pub mod barrier;
 pub mod cell;
+pub mod condition;
 pub mod event;
 pub mod frames;
 pub mod layout;
 pub mod mpmc;
 pub mod mutex;
+pub mod rlock;
 pub mod semaphore;
 pub mod spsc;
 pub mod sync;

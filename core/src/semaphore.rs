@@ -332,3 +332,167 @@ impl RawSemaphore {
         w.wake(&self.state, count);
     }
 }
+
+/// A semaphore that refuses to hold more permits than it started with
+/// (Python's `BoundedSemaphore`).
+///
+/// # State words
+///
+/// `sem`: the word of a [`RawSemaphore`] (permits in bits 0..31, `WAITERS`
+/// in bit 31).
+///
+/// `bound`:
+///
+/// | bits  | meaning                                                   |
+/// |-------|-----------------------------------------------------------|
+/// | 0..32 | the most permits it may hold: its initial count, fixed at creation (also recorded as the capacity in the header) |
+///
+/// A release that would raise the count above the bound is refused with
+/// [`Overflow`] and changes nothing ([`RawSemaphore::release_bounded`]: the
+/// check and the addition are one CAS).
+///
+/// # Examples
+///
+/// ```
+/// use mproc_core::{Spin, semaphore::RawBoundedSemaphore};
+///
+/// let mut words = [0u32; 2];
+/// // SAFETY: `words` is 8 aligned bytes used only through `sem`.
+/// let sem = unsafe { RawBoundedSemaphore::init(std::ptr::NonNull::from(&mut words).cast(), 1) };
+/// assert!(sem.release(&Spin, 1).is_err());
+/// assert!(sem.try_acquire());
+/// sem.release(&Spin, 1).unwrap();
+/// assert_eq!((sem.value(), sem.bound()), (1, 1));
+/// ```
+#[derive(Debug)]
+#[repr(C)]
+pub struct RawBoundedSemaphore {
+    sem: RawSemaphore,
+    bound: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RawBoundedSemaphore, [u32; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(RawBoundedSemaphore, u32);
+
+impl RawBoundedSemaphore {
+    /// Makes a semaphore holding, and bounded by, `permits` (at most
+    /// [`RawSemaphore::MAX`]) out of the 8 bytes at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is aligned, valid for reads and writes of 8 initialized bytes for
+    /// `'a`, and used by nobody else until this returns.
+    pub unsafe fn init<'a>(ptr: NonNull<RawBoundedSemaphore>, permits: u32) -> &'a Self {
+        let p = ptr.as_ptr();
+        // SAFETY: forwarded from the caller; both fields lie inside `*p`.
+        unsafe {
+            RawSemaphore::init(NonNull::new_unchecked(&raw mut (*p).sem), permits);
+            init_u32(&raw mut (*p).bound, permits.min(RawSemaphore::MAX));
+            ptr.as_ref()
+        }
+    }
+
+    /// The layout of a bounded semaphore object (header + semaphore).
+    pub fn object_layout() -> ObjectLayout {
+        match ObjectLayout::new::<RawBoundedSemaphore, ()>(0) {
+            Ok(layout) => layout,
+            Err(_) => unreachable!("a header and a bounded semaphore always fit"),
+        }
+    }
+
+    fn check_bound(bound: u64) -> Result<ObjectLayout, LayoutError> {
+        if bound > u64::from(RawSemaphore::MAX) {
+            return Err(LayoutError::BadCapacity {
+                capacity: bound,
+                reason: "a semaphore holds at most 2^31 - 1 permits",
+            });
+        }
+        Ok(Self::object_layout())
+    }
+
+    /// Creates a bounded semaphore object holding, and bounded by,
+    /// `permits` at `mem`.
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory for `'a`, used by nobody else until this returns.
+    pub unsafe fn create<'a>(
+        mem: NonNull<u8>,
+        len: usize,
+        permits: u32,
+        origin: Origin,
+    ) -> Result<&'a Self, LayoutError> {
+        let layout = Self::check_bound(permits.into())?;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let parts = layout::create::<RawBoundedSemaphore, ()>(
+                mem,
+                len,
+                ObjectKind::BoundedSemaphore,
+                TypeFingerprint::of::<()>(),
+                permits.into(),
+                layout,
+                origin,
+            )?;
+            let sem = Self::init(parts.body, permits);
+            parts.publish();
+            Ok(sem)
+        }
+    }
+
+    /// Attaches to a bounded semaphore object at `mem`, after checking its
+    /// header.
+    ///
+    /// # Safety
+    /// `mem` is valid for reads and writes of `len` bytes of initialized
+    /// memory for `'a`.
+    pub unsafe fn attach<'a>(mem: NonNull<u8>, len: usize) -> Result<&'a Self, LayoutError> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let parts = layout::attach::<RawBoundedSemaphore, ()>(
+                mem,
+                len,
+                ObjectKind::BoundedSemaphore,
+                TypeFingerprint::of::<()>(),
+                Self::check_bound,
+            )?;
+            let sem = parts.body.as_ref();
+            if u64::from(sem.bound()) != parts.capacity {
+                return Err(LayoutError::Corrupted {
+                    what: "the semaphore's bound differs from its header's",
+                });
+            }
+            Ok(sem)
+        }
+    }
+
+    /// The most permits it may hold (its initial count).
+    pub fn bound(&self) -> u32 {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// Permits available now (a snapshot).
+    pub fn value(&self) -> u32 {
+        self.sem.value()
+    }
+
+    /// Takes a permit if one is available.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        self.sem.try_acquire()
+    }
+
+    /// Takes a permit, waiting until `deadline` (`None`: forever).
+    #[inline]
+    pub fn acquire<W: Wait>(&self, w: &W, deadline: Option<W::Deadline>) -> Result<(), TimedOut> {
+        self.sem.acquire(w, deadline)
+    }
+
+    /// Adds `permits` and wakes as many sleepers, refusing to go above
+    /// [`bound`](Self::bound).
+    #[inline]
+    pub fn release<W: Wait>(&self, w: &W, permits: u32) -> Result<(), Overflow> {
+        self.sem.release_bounded(w, permits, self.bound())
+    }
+}

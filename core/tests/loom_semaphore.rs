@@ -127,3 +127,40 @@ fn barger_does_not_strand_sleepers() {
         assert_eq!(shared.sem().value(), 0);
     });
 }
+
+/// A bounded semaphore of one permit: a holder's release races an extra
+/// release by somebody else. Exactly one of the two goes through, the
+/// count never passes the bound, and a refused release changes nothing.
+#[test]
+fn bounded_over_release_races_holder() {
+    use mproc_core::semaphore::RawBoundedSemaphore;
+
+    model(|| {
+        let mem = Arc::new(Mem::new(RawBoundedSemaphore::object_layout()));
+        // SAFETY: `mem` is zeroed, aligned, and outlives every use below.
+        unsafe { RawBoundedSemaphore::create(mem.ptr(), mem.len(), 1, origin()) }.unwrap();
+        let w = Arc::new(ModelWait::new());
+        let sem = |mem: &Mem| {
+            // SAFETY: created above in memory that `mem` owns.
+            unsafe { RawBoundedSemaphore::attach(mem.ptr(), mem.len()) }.unwrap()
+        };
+        let holder = {
+            let (mem, w) = (mem.clone(), w.clone());
+            thread::spawn(move || {
+                sem(&mem).acquire(&*w, None).unwrap();
+                sem(&mem).release(&*w, 1).is_ok()
+            })
+        };
+        let extra = sem(&mem).release(&*w, 1);
+        assert!(sem(&mem).value() <= 1);
+        let holder_released = holder.join().unwrap();
+        assert!(
+            holder_released != extra.is_ok(),
+            "exactly one release succeeds"
+        );
+        if let Err(err) = extra {
+            assert_eq!((err.adding, err.max), (1, 1));
+        }
+        assert_eq!(sem(&mem).value(), 1);
+    });
+}

@@ -8,11 +8,14 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ptr::NonNull;
 
 use libfuzzer_sys::fuzz_target;
+use mproc_core::barrier::RawBarrier;
 use mproc_core::cell::SharedCell;
+use mproc_core::condition::RawCondition;
 use mproc_core::event::RawEvent;
 use mproc_core::mpmc::Mpmc;
 use mproc_core::mutex::RawMutex;
-use mproc_core::semaphore::RawSemaphore;
+use mproc_core::rlock::RawRLock;
+use mproc_core::semaphore::{RawBoundedSemaphore, RawSemaphore};
 use mproc_core::spsc::Spsc;
 use mproc_core::{OwnerId, Spin};
 
@@ -100,5 +103,41 @@ fuzz_target!(|bytes: &[u8]| {
             }
             let _ = guard.get(n);
         }
+    }
+    // SAFETY: as for the first attach above.
+    if let Ok(lock) = unsafe { RawRLock::attach(mem, len) } {
+        if lock.try_lock(me) {
+            let _ = lock.unlock(&Spin, me);
+        }
+        let _ = lock.unlock(&Spin, me);
+        let _ = (lock.owner(), lock.count(), lock.is_locked());
+    }
+    // SAFETY: as for the first attach above.
+    if let Ok(sem) = unsafe { RawBoundedSemaphore::attach(mem, len) } {
+        if sem.try_acquire() {
+            let _ = sem.release(&Spin, 1);
+        }
+        let _ = sem.release(&Spin, 2);
+        let _ = (sem.value(), sem.bound());
+    }
+    // SAFETY: as for the first attach above.
+    if let Ok(cond) = unsafe { RawCondition::attach(mem, len) } {
+        cond.notify(&Spin, 1);
+        cond.notify_all(&Spin);
+        if cond.mutex().try_lock(me) {
+            // SAFETY: just locked.
+            unsafe { cond.mutex().unlock(&Spin) };
+        }
+        let _ = cond.waiters();
+    }
+    // SAFETY: as for the first attach above.
+    if let Ok(barrier) = unsafe { RawBarrier::attach(mem, len) } {
+        let _ = (barrier.parties(), barrier.n_waiting(), barrier.is_broken());
+        // A party of one never waits for anybody, whatever the state says.
+        if barrier.parties() == 1 {
+            let _ = barrier.wait(&Spin, None);
+        }
+        barrier.abort(&Spin);
+        barrier.reset(&Spin);
     }
 });

@@ -15,7 +15,8 @@
 //!   [`JoinableQueue`] (`task_done`, `join`) and [`SimpleQueue`] on top;
 //!   [`PodQueue`]: one of plain-old-data values with no encoding, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
-//! * [`Lock`], [`Semaphore`], [`Event`].
+//! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
 //!
 //! Each is created in a parent and used in children made with `fork`
@@ -27,6 +28,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod barrier;
+pub mod condition;
 pub mod error;
 pub mod event;
 pub mod futex;
@@ -38,18 +41,22 @@ pub mod pipe;
 pub mod pod_queue;
 pub mod process;
 pub mod queue;
+pub mod rlock;
 pub mod semaphore;
 pub mod shm;
 pub mod socket;
 pub mod spsc;
 pub mod value;
 
+pub use barrier::{Barrier, BarrierWaitError, BrokenBarrier};
+pub use condition::{Condition, ConditionGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use joinable::{JoinableQueue, SimpleQueue};
 pub use lock::{Lock, LockGuard};
 pub use pod_queue::PodQueue;
 pub use queue::{CodecError, GetError, PutError, Queue};
+pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
-pub use semaphore::Semaphore;
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
