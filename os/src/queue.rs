@@ -161,11 +161,15 @@ impl From<PopError> for GetError {
 ///
 /// let queue = Queue::<String>::new(8)?;
 /// queue.put("hello".to_owned())?;
-/// queue.put("x".repeat(1 << 20))?; // longer than the buffer
-/// assert_eq!(queue.len(), 2);
-/// # let big = std::thread::spawn({ let queue = queue.clone(); move || queue.get() });
+/// assert_eq!(queue.len(), 1);
 /// assert_eq!(queue.get()?, "hello");
-/// # assert_eq!(big.join().unwrap()?.len(), 1 << 20);
+/// // Longer than the buffer: it streams through while a reader drains it.
+/// let reader = std::thread::spawn({
+///     let queue = queue.clone();
+///     move || queue.get()
+/// });
+/// queue.put("x".repeat(1 << 20))?;
+/// assert_eq!(reader.join().unwrap()?.len(), 1 << 20);
 /// queue.close();
 /// assert_eq!(queue.get_timeout(Duration::from_secs(5)), Err(GetError::Closed));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
