@@ -115,6 +115,9 @@ fn typed_queue_of_plain_data_allocates_nothing() {
 /// something).
 #[test]
 fn the_counter_counts() {
-    assert_eq!(allocations(|| drop(std::hint::black_box(Box::new(1u64)))), 1);
+    assert_eq!(
+        allocations(|| drop(std::hint::black_box(Box::new(1u64)))),
+        1
+    );
     assert_eq!(allocations(|| drop(std::hint::black_box(vec![0u8; 3]))), 1);
 }
