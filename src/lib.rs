@@ -46,6 +46,7 @@
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
+//! | `Pipe()`, `Pipe(duplex=False)`: `send`, `recv`, `poll`, `send_bytes`, `recv_bytes` | [`pipe`](fn@pipe) → two [`Connection`]s, [`pipe_simplex`] → ([`Receiver`], [`Sender`]), of any serde type, through shared memory: `send`, `recv`, `recv_timeout`, `try_recv`, `poll`, `send_bytes`, `recv_bytes`; a peer that exits or is killed is [`RecvError::Disconnected`], never a hang; `send_fd` / `recv_fd` pass open file descriptors |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
 //! | `Event()` | [`Event`] |
@@ -61,9 +62,13 @@ pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
-    Array, ArrayGuard, CodecError, Error, Event, GetError, Lock, LockGuard, OutOfBounds, PodQueue,
-    PutError, Queue, Result, Semaphore, Value, ValueGuard, spsc,
+    Array, ArrayGuard, CodecError, Connection, Error, Event, FdError, GetError, Lock, LockGuard,
+    OutOfBounds, PodQueue, PutError, Queue, Receiver, RecvError, Result, Semaphore, SendError,
+    Sender, Value, ValueGuard, spsc,
 };
+// From `connection`: the root of mproc-os also has a `pipe` module (byte
+// pipes), which the facade does not re-export.
+pub use mproc_os::connection::{pipe, pipe_simplex};
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,
     cpu_count, current_process, enable_test_support, init, log_to_stderr, parent_process,

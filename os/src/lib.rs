@@ -4,7 +4,7 @@
 //! * [`shm`]: shared-memory regions: anonymous (inherited by `fork`), memfd
 //!   (passable as a file descriptor) and named (`/dev/shm`).
 //! * [`process`]: `fork`, pidfd-based child handles, the current pid;
-//!   [`pipe`]: byte pipes from a child back to its parent.
+//!   [`pipe`](mod@pipe): byte pipes from a child back to its parent.
 //! * [`socket`]: Unix stream sockets that pass file descriptors, pidfds
 //!   received from another process, waiting on several descriptors.
 //!
@@ -14,6 +14,9 @@
 //!   ([`message`] says how they are encoded), which can be closed;
 //!   [`PodQueue`]: one of plain-old-data values with no encoding, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
+//! * [`pipe`](fn@pipe) and [`pipe_simplex`]: two connected ends that send
+//!   each other serde values through shared memory, notice when the other
+//!   end's processes are gone, and pass file descriptors ([`connection`]).
 //! * [`Lock`], [`Semaphore`], [`Event`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
 //!
@@ -26,6 +29,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod connection;
 pub mod error;
 pub mod event;
 pub mod futex;
@@ -42,6 +46,9 @@ pub mod socket;
 pub mod spsc;
 pub mod value;
 
+pub use connection::{
+    Connection, FdError, Receiver, RecvError, SendError, Sender, pipe, pipe_simplex,
+};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};

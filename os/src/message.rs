@@ -18,7 +18,7 @@ use core::any::Any;
 use core::fmt;
 
 use mproc_core::Wait;
-use mproc_core::frames::{Cut, FrameReader, FrameWriter, WriteError};
+use mproc_core::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,9 @@ pub(crate) enum EncodeStop {
 pub(crate) enum DecodeStop {
     /// The writer cut the frame: there is no message in it.
     Cut,
+    /// The deadline passed while the writer had not written the whole frame
+    /// (never without a deadline); the frame is still being read.
+    TimedOut,
     /// The bytes do not decode.
     Codec(CodecError),
 }
@@ -218,20 +221,31 @@ impl<W: Wait> Flavor for &mut Streaming<'_, '_, W> {
     }
 }
 
-/// Decodes the frame `reader` began as a `T`, reading it to its end.
+impl From<ReadError> for DecodeStop {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::TimedOut => Self::TimedOut,
+            _ => Self::Cut,
+        }
+    }
+}
+
+/// Decodes the frame `reader` began as a `T`, reading it to its end,
+/// waiting for its writer until `deadline` at most (`None`: as long as it
+/// takes).
 pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
     reader: &mut FrameReader<'_, W>,
+    deadline: Option<W::Deadline>,
 ) -> Result<T, DecodeStop> {
-    let cut = |_: Cut| DecodeStop::Cut;
     let len = reader.len();
     let mut slot: Option<T> = None;
     let any: &mut dyn Any = &mut slot;
     if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
-        *vec = Some(read_byte_string(reader)?);
+        *vec = Some(read_byte_string(reader, deadline)?);
         return Ok(slot.expect("just filled"));
     }
     if let Some(string) = any.downcast_mut::<Option<String>>() {
-        let bytes = read_byte_string(reader)?;
+        let bytes = read_byte_string(reader, deadline)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| DecodeStop::Codec(postcard::Error::DeserializeBadUtf8.into()))?;
         *string = Some(text);
@@ -252,7 +266,7 @@ pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
         return Ok(value);
     }
     let mut bytes = vec![0; len as usize];
-    reader.read(&mut bytes).map_err(cut)?;
+    reader.read_until(&mut bytes, deadline)?;
     let (value, rest) =
         postcard::take_from_bytes::<T>(&bytes).map_err(|e| DecodeStop::Codec(e.into()))?;
     if !rest.is_empty() {
@@ -264,7 +278,10 @@ pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
 }
 
 /// Reads a varint length and that many bytes, which must end the frame.
-fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>, DecodeStop> {
+fn read_byte_string<W: Wait>(
+    reader: &mut FrameReader<'_, W>,
+    deadline: Option<W::Deadline>,
+) -> Result<Vec<u8>, DecodeStop> {
     let mismatch = || DecodeStop::Codec(CodecError(CodecErrorKind::LengthMismatch));
     let mut n: u64 = 0;
     let mut shift = 0;
@@ -275,7 +292,7 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
             ));
         }
         let mut byte = [0];
-        reader.read(&mut byte).map_err(|_| DecodeStop::Cut)?;
+        reader.read_until(&mut byte, deadline)?;
         n |= u64::from(byte[0] & 0x7f) << shift;
         shift += 7;
         if byte[0] & 0x80 == 0 {
@@ -286,7 +303,7 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
         return Err(mismatch());
     }
     let mut bytes = vec![0; n as usize];
-    reader.read(&mut bytes).map_err(|_| DecodeStop::Cut)?;
+    reader.read_until(&mut bytes, deadline)?;
     Ok(bytes)
 }
 

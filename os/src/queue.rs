@@ -389,13 +389,16 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 Err(BeginReadError::Closed) => return Err(GetError::Closed),
                 Err(_) => return Err(GetError::Corrupted),
             };
-            let decoded = message::decode::<T, _>(&mut reader);
+            // No deadline in the middle of a frame: its writer finishes it
+            // or cuts it.
+            let decoded = message::decode::<T, _>(&mut reader, None);
             // Ends the frame, skipping whatever a failed decode left.
             let ended = reader.finish();
             match decoded {
                 Ok(value) if ended.is_ok() => return Ok(value),
-                // A cut frame holds no message: take the next one.
-                Ok(_) | Err(DecodeStop::Cut) => continue,
+                // A cut frame holds no message: take the next one (and a
+                // decode without a deadline never times out).
+                Ok(_) | Err(DecodeStop::Cut | DecodeStop::TimedOut) => continue,
                 Err(DecodeStop::Codec(error)) => {
                     if ended.is_err() {
                         continue;
