@@ -161,11 +161,16 @@ impl From<PopError> for GetError {
 ///
 /// let queue = Queue::<String>::new(8)?;
 /// queue.put("hello".to_owned())?;
-/// queue.put("x".repeat(1 << 20))?; // longer than the buffer
-/// assert_eq!(queue.len(), 2);
-/// # let big = std::thread::spawn({ let queue = queue.clone(); move || queue.get() });
-/// assert_eq!(queue.get()?, "hello");
-/// # assert_eq!(big.join().unwrap()?.len(), 1 << 20);
+/// assert_eq!(queue.len(), 1);
+/// // Longer than the buffer: it streams through while another thread gets.
+/// let getter = std::thread::spawn({
+///     let queue = queue.clone();
+///     move || (queue.get(), queue.get())
+/// });
+/// queue.put("x".repeat(1 << 20))?;
+/// let (first, second) = getter.join().unwrap();
+/// assert_eq!(first?, "hello");
+/// assert_eq!(second?.len(), 1 << 20);
 /// queue.close();
 /// assert_eq!(queue.get_timeout(Duration::from_secs(5)), Err(GetError::Closed));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
