@@ -9,7 +9,7 @@
 //!
 //! let mut producer = {
 //!     let queue = queue.clone();
-//!     Process::spawn(move || (1..=1000).for_each(|n| queue.put(n)))?
+//!     Process::spawn(move || (1..=1000).for_each(|n| queue.put(n).unwrap()))?
 //! };
 //! let mut consumer = {
 //!     let (queue, total) = (queue.clone(), total.clone());
