@@ -29,9 +29,13 @@ use rustix::thread::{CpuSet, sched_setaffinity};
 /// What the parent sends to stop an echoing child.
 const STOP: u64 = u64::MAX;
 
+/// Whether the parent and the child get a CPU each: decided once, before
+/// pinning (a pinned process counts only the CPUs it may run on).
+static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// Runs the caller on `cpu` if the machine has two CPUs or more.
 fn pin(cpu: usize) {
-    if mproc::cpu_count() >= 2 {
+    if *PINNED.get_or_init(|| mproc::cpu_count() >= 2) {
         let mut set = CpuSet::new();
         set.set(cpu);
         // Not pinned is still a valid measurement, just a noisier one.
