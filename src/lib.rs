@@ -48,6 +48,7 @@
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
+//! | `Pipe()`, `Pipe(duplex=False)`: `send`, `recv`, `poll`, `send_bytes`, `recv_bytes` | [`pipe`](fn@pipe) → two [`Connection`]s, [`pipe_simplex`] → ([`Receiver`], [`Sender`]), of any serde type, through shared memory: `send`, `recv`, `recv_timeout`, `try_recv`, `poll`, `send_bytes`, `recv_bytes`; a peer that exits or is killed is [`RecvError::Disconnected`], never a hang; `send_fd` / `recv_fd` pass open file descriptors |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `RLock()` | [`RLock`] (owned by a process: guards from `lock`, `try_lock`, `lock_timeout`, or `acquire` / `release`; a release by a non-owner is [`ReleaseError::NotOwner`]) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
@@ -69,10 +70,13 @@ pub use mproc_os::joinable::TooManyDone;
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
-    Condition, ConditionGuard, Error, Event, GetError, JoinableQueue, Lock, LockGuard, OutOfBounds,
-    PodQueue, PutError, Queue, RLock, RLockGuard, ReleaseError, Result, Semaphore, SimpleQueue,
-    Value, ValueGuard, spsc,
+    Condition, ConditionGuard, Connection, Error, Event, FdError, GetError, JoinableQueue, Lock,
+    LockGuard, OutOfBounds, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver, RecvError,
+    ReleaseError, Result, Semaphore, SendError, Sender, SimpleQueue, Value, ValueGuard, spsc,
 };
+// From `connection`: the root of mproc-os also has a `pipe` module (byte
+// pipes), which the facade does not re-export.
+pub use mproc_os::connection::{pipe, pipe_simplex};
 pub use mproc_pool::{
     Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,
     cpu_count, current_process, enable_test_support, init, log_to_stderr, parent_process,

@@ -61,8 +61,12 @@
 //! Blocking. Writers wait for each other (the writer lock), for the bound on
 //! messages and for space; readers wait for each other and for data. Every
 //! wait before a frame starts takes a deadline. A reader in the middle of a
-//! frame waits for its writer without one: the writer either finishes the
-//! frame or cuts it, and its own waits have deadlines.
+//! frame waits for its writer without one unless it asks for one
+//! ([`FrameReader::read_until`]): the writer either finishes the frame or
+//! cuts it, and its own waits have deadlines. A reader whose `read_until`
+//! timed out is still in its frame and may go on; one that abandons the
+//! frame for good (its writer's process is gone, so nothing will end it)
+//! keeps the reader lock.
 
 use core::ptr::NonNull;
 
@@ -178,6 +182,17 @@ pub enum WriteError {
 /// and has been dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cut;
+
+/// Why a frame read with a deadline stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The writer cut the frame (see [`Cut`]).
+    Cut,
+    /// The deadline passed before the writer wrote more of the frame; the
+    /// frame is still being read.
+    TimedOut,
+}
 
 /// A process-local handle to a frame ring in shared memory.
 ///
@@ -425,6 +440,16 @@ impl FrameRing {
         // Release pairs with the Acquire loads of `closed` by writers and
         // readers.
         ctl.closed.store(1, Ordering::Release);
+        Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
+        Epochs::bump_and_wake(w, &ctl.epochs.space, u32::MAX);
+    }
+
+    /// Wakes every sleeper, writers and readers, and changes nothing else:
+    /// each re-checks what it waits for and, unless that changed, sleeps
+    /// again. For a [`Wait`] that looks beyond the ring when it wakes (say,
+    /// at whether the process on the other side still exists).
+    pub fn wake_all<W: Wait>(&self, w: &W) {
+        let ctl = self.ctl();
         Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
         Epochs::bump_and_wake(w, &ctl.epochs.space, u32::MAX);
     }
@@ -1070,8 +1095,10 @@ impl<'a, W: Wait> FrameReader<'a, W> {
     }
 
     /// Waits until more of the frame is published, after releasing what we
-    /// read. `Err(Cut)` if the writer cut the frame.
-    fn wait_data(&mut self) -> Result<(), Cut> {
+    /// read. `Err(Cut)` if the writer cut the frame; `Err(TimedOut)` if
+    /// `deadline` passed (never without a deadline: then a failed sleep is
+    /// retried).
+    fn wait_data(&mut self, deadline: Option<W::Deadline>) -> Result<(), ReadError> {
         self.release();
         let mut round = 0;
         loop {
@@ -1080,7 +1107,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
             }
             if self.is_cut_here() {
                 self.state = ReadState::Cut;
-                return Err(Cut);
+                return Err(ReadError::Cut);
             }
             // A frame is written under the writer lock: with the lock free
             // (Acquire: the last writer's publishing is visible) and still
@@ -1091,7 +1118,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
                     return Ok(());
                 }
                 self.state = ReadState::Cut;
-                return Err(Cut);
+                return Err(ReadError::Cut);
             }
             if round < self.w.spin_rounds() {
                 self.w.relax(round);
@@ -1099,15 +1126,23 @@ impl<'a, W: Wait> FrameReader<'a, W> {
                 continue;
             }
             let state = self.ring.state();
-            // No deadline: the writer finishes or cuts the frame.
-            let _ = sleep(
+            let slept = sleep(
                 self.w,
                 &state.tail,
                 &state.ctl.epochs.items,
                 self.tail,
                 || self.is_cut_here(),
-                None,
+                deadline,
             );
+            // Without a deadline the writer finishes or cuts the frame.
+            if slept.is_err() && deadline.is_some() {
+                // A last look: the writer may have written as the
+                // deadline passed.
+                if self.ready() > 0 {
+                    return Ok(());
+                }
+                return Err(ReadError::TimedOut);
+            }
         }
     }
 
@@ -1121,18 +1156,38 @@ impl<'a, W: Wait> FrameReader<'a, W> {
     /// # Panics
     /// If `out` is longer than what is left of the payload.
     pub fn read(&mut self, out: &mut [u8]) -> Result<(), Cut> {
+        // Without a deadline the only error is a cut.
+        self.read_until(out, None).map_err(|_| Cut)
+    }
+
+    /// As [`Self::read`], waiting for the writer until `deadline` at most
+    /// (`None`: as long as it takes).
+    ///
+    /// # Errors
+    /// [`ReadError::Cut`] if the writer cut the frame;
+    /// [`ReadError::TimedOut`] if the deadline passed first: the bytes read
+    /// so far are counted (see [`Self::remaining`]), the frame is still
+    /// being read, and a later call goes on from there.
+    ///
+    /// # Panics
+    /// If `out` is longer than what is left of the payload.
+    pub fn read_until(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<W::Deadline>,
+    ) -> Result<(), ReadError> {
         assert!(
             out.len() as u64 <= self.remaining(),
             "read past the end of the frame"
         );
         if self.state == ReadState::Cut {
-            return Err(Cut);
+            return Err(ReadError::Cut);
         }
         let mut at = 0;
         while at < out.len() {
             let ready = self.ready();
             if ready == 0 {
-                self.wait_data()?;
+                self.wait_data(deadline)?;
                 continue;
             }
             let n = ready.min((out.len() - at) as u64) as usize;
@@ -1188,13 +1243,42 @@ impl<'a, W: Wait> FrameReader<'a, W> {
     /// Waits until [`Self::available`] is not empty, or the frame is read
     /// to its end. `Err(Cut)` if the writer cut the frame.
     pub fn wait(&mut self) -> Result<(), Cut> {
+        // Without a deadline the only error is a cut.
+        self.wait_until(None).map_err(|_| Cut)
+    }
+
+    /// As [`Self::wait`], until `deadline` at most (`None`: as long as it
+    /// takes).
+    ///
+    /// # Errors
+    /// [`ReadError::Cut`] if the writer cut the frame;
+    /// [`ReadError::TimedOut`] if the deadline passed first (the frame is
+    /// still being read).
+    pub fn wait_until(&mut self, deadline: Option<W::Deadline>) -> Result<(), ReadError> {
         if self.state == ReadState::Cut {
-            return Err(Cut);
+            return Err(ReadError::Cut);
         }
         if self.remaining() == 0 || self.ready() > 0 {
             return Ok(());
         }
-        self.wait_data()
+        self.wait_data(deadline)
+    }
+
+    /// Leaves the frame in the ring, unread, for the next reader, and
+    /// releases the reader lock: a reader that only wanted to know whether
+    /// a frame is there.
+    ///
+    /// # Panics
+    /// If part of the payload was read already.
+    pub fn unread(mut self) {
+        assert!(
+            self.pos == self.start + FRAME_HEADER && self.released == self.start,
+            "unread a frame that was partly read"
+        );
+        // Nothing moved: the head is still at the frame's length, and the
+        // count still counts the frame.
+        self.state = ReadState::Done;
+        self.ring.unlock_reader(self.w);
     }
 
     /// Skips what is left of the payload (waiting for the writer to write
@@ -1210,7 +1294,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
         while self.state == ReadState::Reading && self.pos < self.end {
             let ready = self.ready();
             if ready == 0 {
-                if self.wait_data().is_err() {
+                if self.wait_data(None).is_err() {
                     break;
                 }
                 continue;

@@ -8,7 +8,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_support::{Mem, id, model, origin};
 use mproc_core::TypeFingerprint;
-use mproc_core::frames::{BeginReadError, Cut, FrameRing};
+use mproc_core::frames::{BeginReadError, Cut, FrameRing, ReadError};
 use mproc_core::model::{MayTimeOut, ModelWait};
 
 struct Shared {
@@ -209,5 +209,87 @@ fn timed_read() {
         };
         assert_eq!(got, [3, 4]);
         writer.join().unwrap();
+    });
+}
+
+/// A reader that waits with a deadline in the middle of a frame longer
+/// than the ring, and goes on after every timeout, reads the frame intact;
+/// the frame after it follows.
+#[test]
+fn timed_read_in_a_frame() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let long: Vec<u8> = (0..24).collect();
+        let writer = {
+            let (shared, long) = (shared.clone(), long.clone());
+            thread::spawn(move || {
+                shared.send(1, &long);
+                shared.send(1, &[9]);
+            })
+        };
+        let ring = shared.ring();
+        let mut reader = ring.begin_read(&shared.w, id(2), None).unwrap();
+        let mut out = vec![0; reader.len() as usize];
+        loop {
+            let done = out.len() - reader.remaining() as usize;
+            match reader.read_until(&mut out[done..], Some(MayTimeOut)) {
+                Ok(()) => break,
+                Err(ReadError::TimedOut) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        reader.finish().unwrap();
+        assert_eq!(out, long);
+        assert_eq!(shared.recv(2).unwrap(), [9]);
+        writer.join().unwrap();
+        assert!(shared.ring().is_empty());
+    });
+}
+
+/// A frame left unread is read whole by the next reader, and the one after
+/// it follows.
+#[test]
+fn unread_leaves_the_frame() {
+    model(|| {
+        let shared = Shared::new(16, 4);
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.send(1, &[1, 2]);
+                shared.send(1, &[3]);
+            })
+        };
+        let ring = shared.ring();
+        let peeked = ring.begin_read(&shared.w, id(2), None).unwrap();
+        assert_eq!(peeked.len(), 2);
+        peeked.unread();
+        assert_eq!(shared.recv(2).unwrap(), [1, 2]);
+        assert_eq!(shared.recv(2).unwrap(), [3]);
+        writer.join().unwrap();
+        assert!(shared.ring().is_empty());
+    });
+}
+
+/// Waking every sleeper while a reader waits for a frame, and a writer
+/// for space, loses nothing: both frames arrive in order.
+#[test]
+fn wake_all_is_harmless() {
+    model(|| {
+        let shared = Shared::new(16, 1);
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.send(1, &[1]);
+                shared.send(1, &[2]);
+            })
+        };
+        let waker = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.ring().wake_all(&shared.w))
+        };
+        assert_eq!(shared.recv(2).unwrap(), [1]);
+        assert_eq!(shared.recv(2).unwrap(), [2]);
+        writer.join().unwrap();
+        waker.join().unwrap();
     });
 }

@@ -4,7 +4,7 @@
 //! * [`shm`]: shared-memory regions: anonymous (inherited by `fork`), memfd
 //!   (passable as a file descriptor) and named (`/dev/shm`).
 //! * [`process`]: `fork`, pidfd-based child handles, the current pid;
-//!   [`pipe`]: byte pipes from a child back to its parent.
+//!   [`pipe`](mod@pipe): byte pipes from a child back to its parent.
 //! * [`socket`]: Unix stream sockets that pass file descriptors, pidfds
 //!   received from another process, waiting on several descriptors.
 //!
@@ -15,6 +15,9 @@
 //!   [`JoinableQueue`] (`task_done`, `join`) and [`SimpleQueue`] on top;
 //!   [`PodQueue`]: one of plain-old-data values with no encoding, with batch
 //!   verbs; [`spsc::channel`]: a faster single-producer single-consumer one.
+//! * [`pipe`](fn@pipe) and [`pipe_simplex`]: two connected ends that send
+//!   each other serde values through shared memory, notice when the other
+//!   end's processes are gone, and pass file descriptors ([`connection`]).
 //! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
 //!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
@@ -30,6 +33,7 @@
 
 pub mod barrier;
 pub mod condition;
+pub mod connection;
 pub mod error;
 pub mod event;
 pub mod futex;
@@ -50,6 +54,9 @@ pub mod value;
 
 pub use barrier::{Barrier, BarrierWaitError, BrokenBarrier};
 pub use condition::{Condition, ConditionGuard};
+pub use connection::{
+    Connection, FdError, Receiver, RecvError, SendError, Sender, pipe, pipe_simplex,
+};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use joinable::{JoinableQueue, SimpleQueue};

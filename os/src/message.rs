@@ -18,7 +18,7 @@ use core::any::Any;
 use core::fmt;
 
 use mproc_core::Wait;
-use mproc_core::frames::{FrameReader, FrameWriter, WriteError};
+use mproc_core::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,9 @@ pub(crate) enum EncodeStop {
 pub(crate) enum DecodeStop {
     /// The writer cut the frame: there is no message in it.
     Cut,
+    /// The deadline passed while the writer had not written the whole frame
+    /// (never without a deadline); the frame is still being read.
+    TimedOut,
     /// The bytes do not decode.
     Codec(CodecError),
 }
@@ -218,19 +221,31 @@ impl<W: Wait> Flavor for &mut Streaming<'_, '_, W> {
     }
 }
 
-/// Decodes the frame `reader` began as a `T`, reading it to its end.
+impl From<ReadError> for DecodeStop {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::TimedOut => Self::TimedOut,
+            _ => Self::Cut,
+        }
+    }
+}
+
+/// Decodes the frame `reader` began as a `T`, reading it to its end,
+/// waiting for its writer until `deadline` at most (`None`: as long as it
+/// takes).
 pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
     reader: &mut FrameReader<'_, W>,
+    deadline: Option<W::Deadline>,
 ) -> Result<T, DecodeStop> {
     let len = reader.len();
     let mut slot: Option<T> = None;
     let any: &mut dyn Any = &mut slot;
     if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
-        *vec = Some(read_byte_string(reader)?);
+        *vec = Some(read_byte_string(reader, deadline)?);
         return Ok(slot.expect("just filled"));
     }
     if let Some(string) = any.downcast_mut::<Option<String>>() {
-        let bytes = read_byte_string(reader)?;
+        let bytes = read_byte_string(reader, deadline)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| DecodeStop::Codec(postcard::Error::DeserializeBadUtf8.into()))?;
         *string = Some(text);
@@ -250,7 +265,7 @@ pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
         reader.consume(len as usize);
         return Ok(value);
     }
-    let bytes = read_to_vec(reader, len)?;
+    let bytes = read_to_vec(reader, len, deadline)?;
     let (value, rest) =
         postcard::take_from_bytes::<T>(&bytes).map_err(|e| DecodeStop::Codec(e.into()))?;
     if !rest.is_empty() {
@@ -262,7 +277,10 @@ pub(crate) fn decode<T: DeserializeOwned + 'static, W: Wait>(
 }
 
 /// Reads a varint length and that many bytes, which must end the frame.
-fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>, DecodeStop> {
+fn read_byte_string<W: Wait>(
+    reader: &mut FrameReader<'_, W>,
+    deadline: Option<W::Deadline>,
+) -> Result<Vec<u8>, DecodeStop> {
     let mismatch = || DecodeStop::Codec(CodecError(CodecErrorKind::LengthMismatch));
     let mut n: u64 = 0;
     let mut shift = 0;
@@ -273,7 +291,7 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
             ));
         }
         let mut byte = [0];
-        reader.read(&mut byte).map_err(|_| DecodeStop::Cut)?;
+        reader.read_until(&mut byte, deadline)?;
         n |= u64::from(byte[0] & 0x7f) << shift;
         shift += 7;
         if byte[0] & 0x80 == 0 {
@@ -283,7 +301,7 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
     if n != reader.remaining() {
         return Err(mismatch());
     }
-    read_to_vec(reader, n)
+    read_to_vec(reader, n, deadline)
 }
 
 /// Bytes allocated at once for a message: a longer one grows its buffer as
@@ -291,17 +309,20 @@ fn read_byte_string<W: Wait>(reader: &mut FrameReader<'_, W>) -> Result<Vec<u8>,
 /// more memory than the bytes actually there.
 const ALLOC_STEP: u64 = 64 << 20;
 
-/// Reads the next `n` payload bytes into a new vector.
-fn read_to_vec<W: Wait>(reader: &mut FrameReader<'_, W>, n: u64) -> Result<Vec<u8>, DecodeStop> {
+/// Reads the next `n` payload bytes into a new vector, waiting for the
+/// writer until `deadline` at most.
+fn read_to_vec<W: Wait>(
+    reader: &mut FrameReader<'_, W>,
+    n: u64,
+    deadline: Option<W::Deadline>,
+) -> Result<Vec<u8>, DecodeStop> {
     let mut bytes = vec![0; n.min(ALLOC_STEP) as usize];
-    reader.read(&mut bytes).map_err(|_| DecodeStop::Cut)?;
+    reader.read_until(&mut bytes, deadline)?;
     while (bytes.len() as u64) < n {
         let start = bytes.len();
         let step = (n - start as u64).min(ALLOC_STEP) as usize;
         bytes.resize(start + step, 0);
-        reader
-            .read(&mut bytes[start..])
-            .map_err(|_| DecodeStop::Cut)?;
+        reader.read_until(&mut bytes[start..], deadline)?;
     }
     Ok(bytes)
 }

@@ -162,14 +162,15 @@ impl From<PopError> for GetError {
 /// let queue = Queue::<String>::new(8)?;
 /// queue.put("hello".to_owned())?;
 /// assert_eq!(queue.len(), 1);
-/// assert_eq!(queue.get()?, "hello");
-/// // Longer than the buffer: it streams through while a reader drains it.
-/// let reader = std::thread::spawn({
+/// // Longer than the buffer: it streams through while another thread gets.
+/// let getter = std::thread::spawn({
 ///     let queue = queue.clone();
-///     move || queue.get()
+///     move || (queue.get(), queue.get())
 /// });
 /// queue.put("x".repeat(1 << 20))?;
-/// assert_eq!(reader.join().unwrap()?.len(), 1 << 20);
+/// let (first, second) = getter.join().unwrap();
+/// assert_eq!(first?, "hello");
+/// assert_eq!(second?.len(), 1 << 20);
 /// queue.close();
 /// assert_eq!(queue.get_timeout(Duration::from_secs(5)), Err(GetError::Closed));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -397,13 +398,16 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 Err(BeginReadError::Closed) => return Err(GetError::Closed),
                 Err(_) => return Err(GetError::Corrupted),
             };
-            let decoded = message::decode::<T, _>(&mut reader);
+            // No deadline in the middle of a frame: its writer finishes it
+            // or cuts it.
+            let decoded = message::decode::<T, _>(&mut reader, None);
             // Ends the frame, skipping whatever a failed decode left.
             let ended = reader.finish();
             match decoded {
                 Ok(value) if ended.is_ok() => return Ok(value),
-                // A cut frame holds no message: take the next one.
-                Ok(_) | Err(DecodeStop::Cut) => continue,
+                // A cut frame holds no message: take the next one (and a
+                // decode without a deadline never times out).
+                Ok(_) | Err(DecodeStop::Cut | DecodeStop::TimedOut) => continue,
                 Err(DecodeStop::Codec(error)) => {
                     if ended.is_err() {
                         continue;
