@@ -379,19 +379,24 @@ impl Builder {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        if !self.allow_threaded_fork {
+        let single = if self.allow_threaded_fork {
+            matches!(mproc_os::process::thread_count(), Ok(1))
+        } else {
             let threads = mproc_os::process::thread_count()?;
             if threads > 1 {
                 return Err(ProcessError::ThreadedFork { threads });
             }
-        }
+            true
+        };
         let setup = current::next_child(self.name, self.daemon);
         let parent = current_pid();
         let (reader, writer) = pipe()?;
         // No other thread may hold mproc's own locks at the fork: the child
-        // would inherit them locked forever.
-        let held = current::hold();
-        let server = crate::forkserver::hold();
+        // would inherit them locked forever. With one thread there is no
+        // other thread, and nothing to lock: locking and unlocking would
+        // only write pages that the fork then makes both processes copy.
+        let held = (!single).then(current::hold);
+        let server = (!single).then(crate::forkserver::hold);
         // SAFETY: the child only runs `f` (the caller's code, which may use
         // anything it captured) through `child_main`, which ends it with
         // `_exit`; it never returns into the caller's stack frames. Either
@@ -402,7 +407,7 @@ impl Builder {
             Ok(Fork::Child) => {
                 drop(reader);
                 crate::forkserver::release_in_child(server);
-                child_main(setup, parent, Some(held), writer, f)
+                child_main(setup, parent, held, writer, f)
             }
             Err(error) => Err(error.into()),
             Ok(Fork::Parent(child)) => {
