@@ -60,10 +60,17 @@ impl PipeReader {
     pub fn read_available(&self, buf: &mut Vec<u8>) -> Result<Drained> {
         // Straight into the vector's spare room: a large buffer on the
         // stack would have to be copied (a page fault per page) while a
-        // freshly forked child still shares the stack.
+        // freshly forked child still shares the stack. The first read asks
+        // for little: most results are a few bytes, and a small block comes
+        // from the allocator's per-thread cache, where a page-sized one
+        // would be carved from fresh heap pages (a page fault each, as the
+        // last fork write-protected them).
+        const FIRST: usize = 64;
         const CHUNK: usize = 4096;
+        let mut chunk = FIRST;
         loop {
-            buf.reserve(CHUNK);
+            buf.reserve(chunk);
+            chunk = CHUNK;
             let room = buf.capacity() - buf.len();
             match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
                 // A stream socket whose peer left with data unread
