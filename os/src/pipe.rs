@@ -88,6 +88,21 @@ impl PipeReader {
     }
 }
 
+impl PipeReader {
+    /// Closes this end.
+    ///
+    /// The `close` system call made directly rather than through the C
+    /// library, as a child forked to write the other end does first thing:
+    /// every page of code a child runs that its parent's code around the
+    /// fork did not is one more page for it to map.
+    pub fn close(self) {
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(self.0);
+        // SAFETY: `fd` was owned by `self`, which is consumed here: nothing
+        // else closes or uses it.
+        unsafe { rustix::io::close(fd) };
+    }
+}
+
 impl AsFd for PipeReader {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()

@@ -353,6 +353,7 @@ pub(crate) fn hold() -> Slot {
 /// server (closing this process's copies of its descriptors, so the server
 /// still sees its owner leave) and releases the lock if the parent held it
 /// across the fork (`slot`), or takes it if the parent had one thread.
+#[inline]
 pub(crate) fn release_in_child(slot: Option<Slot>) {
     let mut slot = match slot {
         Some(slot) => slot,

@@ -405,7 +405,7 @@ impl Builder {
         let forked = unsafe { fork() };
         match forked {
             Ok(Fork::Child) => {
-                drop(reader);
+                reader.close();
                 crate::forkserver::release_in_child(server);
                 child_main(setup, parent, held, writer, f)
             }
