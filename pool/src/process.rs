@@ -337,13 +337,16 @@ impl Builder {
             StartMethod::Fork => self.fork(move || f(args)),
             method => {
                 let request = crate::entry::Request::new(f, &args)?;
-                let setup = current::next_child(self.name, self.daemon);
-                let (name, daemon) = (setup.name.clone(), setup.daemon);
+                let setup = current::next_child(self.name, self.daemon, false);
+                let (name, identity, daemon) =
+                    (setup.name.clone(), setup.identity.clone(), setup.daemon);
                 let (child, output) = match method {
                     StartMethod::Spawn => crate::spawn::start(setup, request)?,
                     _ => crate::forkserver::start(setup, request)?,
                 };
-                Ok(Process::started(child, output, name, daemon, method))
+                Ok(Process::started(
+                    child, output, name, identity, daemon, method,
+                ))
             }
         }
     }
@@ -388,7 +391,7 @@ impl Builder {
             }
             true
         };
-        let setup = current::next_child(self.name, self.daemon);
+        let setup = current::next_child(self.name, self.daemon, true);
         let parent = current_pid();
         let (reader, writer) = pipe()?;
         // No other thread may hold mproc's own locks at the fork: the child
@@ -418,6 +421,7 @@ impl Builder {
                     ChildKind::Direct(child),
                     reader,
                     setup.name,
+                    setup.identity,
                     setup.daemon,
                     StartMethod::Fork,
                 ))
@@ -605,6 +609,7 @@ impl<T> fmt::Debug for Process<T> {
         f.debug_struct("Process")
             .field("name", &self.entry.name)
             .field("pid", &self.entry.pid)
+            .field("identity", &self.entry.identity)
             .field("daemon", &self.entry.daemon)
             .finish_non_exhaustive()
     }
@@ -678,6 +683,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         child: ChildKind,
         output: PipeReader,
         name: String,
+        identity: Vec<u32>,
         daemon: bool,
         method: StartMethod,
     ) -> Self {
@@ -688,6 +694,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         let entry = Arc::new(Entry {
             pid,
             name,
+            identity,
             daemon,
             child: std::sync::Mutex::new(child),
         });
