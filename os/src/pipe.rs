@@ -60,10 +60,17 @@ impl PipeReader {
     pub fn read_available(&self, buf: &mut Vec<u8>) -> Result<Drained> {
         // Straight into the vector's spare room: a large buffer on the
         // stack would have to be copied (a page fault per page) while a
-        // freshly forked child still shares the stack.
+        // freshly forked child still shares the stack. The first read asks
+        // for little: most results are a few bytes, and a small block comes
+        // from the allocator's per-thread cache, where a page-sized one
+        // would be carved from fresh heap pages (a page fault each, as the
+        // last fork write-protected them).
+        const FIRST: usize = 64;
         const CHUNK: usize = 4096;
+        let mut chunk = FIRST;
         loop {
-            buf.reserve(CHUNK);
+            buf.reserve(chunk);
+            chunk = CHUNK;
             let room = buf.capacity() - buf.len();
             match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
                 // A stream socket whose peer left with data unread
@@ -78,6 +85,21 @@ impl PipeReader {
                 Err(errno) => return Err(os("read")(errno)),
             }
         }
+    }
+}
+
+impl PipeReader {
+    /// Closes this end.
+    ///
+    /// The `close` system call made directly rather than through the C
+    /// library, as a child forked to write the other end does first thing:
+    /// every page of code a child runs that its parent's code around the
+    /// fork did not is one more page for it to map.
+    pub fn close(self) {
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(self.0);
+        // SAFETY: `fd` was owned by `self`, which is consumed here: nothing
+        // else closes or uses it.
+        unsafe { rustix::io::close(fd) };
     }
 }
 

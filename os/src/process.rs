@@ -5,13 +5,14 @@
 //! signalling or waiting on it can never hit an unrelated process that
 //! reused the pid, and waiting with a timeout is a `poll` on that fd.
 //!
-//! [`current_pid`] is cached, so that lock owners and queue slot tags can
-//! record the pid without a system call. The cache is reset in the child
-//! after [`fork`], and by a `pthread_atfork` child handler (registered the
-//! first time the pid is needed) after forks made by any other code that
-//! goes through the C library's `fork`. A child made with a raw `clone`
+//! [`current_pid`] is cached (per thread), so that lock owners and queue
+//! slot tags can record the pid without a system call. The cache is reset
+//! in the child after [`fork`], and by a `pthread_atfork` child handler
+//! (registered the first time the pid is needed) after forks made by any
+//! other code that goes through the C library's `fork`. A child made with a raw `clone`
 //! system call bypasses both and would inherit a stale pid: do not do that.
 
+use core::cell::Cell;
 use core::ffi::CStr;
 use core::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,8 +30,20 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use crate::error::{Error, Result, os};
 use crate::futex::Deadline;
 
-/// The cached pid of this process; 0 when not (or no longer) known.
-static PID: AtomicU32 = AtomicU32::new(0);
+std::thread_local! {
+    /// The cached pid of this process, one copy per thread; 0 when not (or
+    /// no longer) known.
+    ///
+    /// Per thread so that resetting it in a forked child writes only the
+    /// forking thread's thread-local block: that block sits next to the
+    /// thread descriptor, whose page the kernel writes in every child (it
+    /// stores the child's thread id there), so the reset copies no page of
+    /// its own. A process-wide static would cost the child a copy of
+    /// whatever page it lies on. Constant-initialized and without a
+    /// destructor, it is a plain `#[thread_local]` access: usable from the
+    /// `pthread_atfork` handler.
+    static PID: Cell<u32> = const { Cell::new(0) };
+}
 
 /// The pid whose start time [`START_TIME`] holds; 0 when none.
 static START_PID: AtomicU32 = AtomicU32::new(0);
@@ -52,7 +65,7 @@ const ATFORK_FAILED: u8 = 3;
 
 /// The process id of the caller.
 ///
-/// Cached: only the first call in a process makes a system call
+/// Cached: only the first call in each thread makes a system call
 /// (`getpid`). The cache is reset in a child after [`fork`], and after forks
 /// made by other code through the C library (a `pthread_atfork` child
 /// handler registered on first use).
@@ -63,7 +76,7 @@ const ATFORK_FAILED: u8 = 3;
 /// [Linux]: https://man7.org/linux/man-pages/man2/getpid.2.html
 #[inline]
 pub fn current_pid() -> u32 {
-    match PID.load(Ordering::Relaxed) {
+    match PID.get() {
         0 => current_pid_slow(),
         pid => pid,
     }
@@ -78,7 +91,7 @@ fn current_pid_slow() -> u32 {
     // Cache only once the handler that resets the cache in a child is in
     // place; until then every call asks the kernel.
     if atfork_registered() {
-        PID.store(pid, Ordering::Relaxed);
+        PID.set(pid);
     }
     pid
 }
@@ -104,8 +117,10 @@ fn atfork_registered() -> bool {
     ) {
         Ok(_) => {
             // SAFETY: `reset_after_fork` is an `extern "C"` function that
-            // only stores to atomics, which is async-signal-safe and so
-            // allowed in a child of a multi-threaded parent.
+            // only stores to a constant-initialized thread-local without a
+            // destructor (a plain store through the thread pointer, no
+            // lazy set-up), which is async-signal-safe and so allowed in a
+            // child of a multi-threaded parent.
             let rc = unsafe { libc::pthread_atfork(None, None, Some(reset_after_fork)) };
             let state = if rc == 0 { ATFORK_DONE } else { ATFORK_FAILED };
             // Release pairs with the Acquire above.
@@ -116,9 +131,10 @@ fn atfork_registered() -> bool {
     }
 }
 
-/// Forgets the cached pid: run in the child after every `fork`.
+/// Forgets the cached pid: run in the child after every `fork`, in the one
+/// thread the child has (the one that forked).
 extern "C" fn reset_after_fork() {
-    PID.store(0, Ordering::Relaxed);
+    PID.set(0);
 }
 
 /// The caller as an [`OwnerId`]: its pid.
@@ -469,7 +485,7 @@ pub unsafe fn fork() -> Result<Fork> {
         ));
     }
     let Some(pid) = Pid::from_raw(raw) else {
-        // Only atomic stores: async-signal-safe.
+        // Only a thread-local store: async-signal-safe.
         reset_after_fork();
         return Ok(Fork::Child);
     };

@@ -37,8 +37,9 @@ pub(crate) struct ChildSetup {
     pub(crate) daemon: bool,
     /// The process that asked for it (not the fork server that forked it).
     pub(crate) parent_pid: u32,
-    /// That process's name.
-    pub(crate) parent_name: String,
+    /// That process's name; `None` for a child forked directly, which
+    /// finds it in the record it inherits.
+    pub(crate) parent_name: Option<String>,
     /// The level of [`log_to_stderr`](crate::log_to_stderr) in the parent,
     /// if it logs through it: a child that does not inherit the logger
     /// (`Spawn`, `ForkServer`) installs it with this level.
@@ -108,6 +109,11 @@ fn with_me<R>(f: impl FnOnce(&mut Me) -> R) -> R {
 pub(crate) struct Entry {
     pub(crate) pid: u32,
     pub(crate) name: String,
+    /// Its place in the tree (see [`ChildSetup::identity`]). Kept here
+    /// rather than freed once the child is started: a forked child shares
+    /// the allocator's pages with its parent until it exits, and a free
+    /// in between would make the parent copy them.
+    pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
     /// Locked while somebody waits for the child.
     pub(crate) child: Mutex<ChildKind>,
@@ -132,24 +138,37 @@ impl Entry {
 }
 
 /// The name and identity for the next child, and the setup it starts with.
-pub(crate) fn next_child(name: Option<String>, daemon: bool) -> ChildSetup {
+/// A child `forked` directly from this process inherits this process's
+/// record, parent name included.
+pub(crate) fn next_child(name: Option<String>, daemon: bool, forked: bool) -> ChildSetup {
     with_me(|me| {
         me.started += 1;
-        let mut identity = me.identity.clone();
+        let mut identity = Vec::with_capacity(me.identity.len() + 1);
+        identity.extend_from_slice(&me.identity);
         identity.push(me.started);
-        let name = name.unwrap_or_else(|| {
-            let path: Vec<String> = identity.iter().map(u32::to_string).collect();
-            format!("Process-{}", path.join(":"))
-        });
+        let name = name.unwrap_or_else(|| default_name(&identity));
         ChildSetup {
             name,
             identity,
             daemon,
             parent_pid: me.pid,
-            parent_name: me.name.clone(),
+            parent_name: (!forked).then(|| me.name.clone()),
             log_level: crate::logging::inherited_level().map(|level| level as usize),
         }
     })
+}
+
+/// `Process-1`, `Process-1:2`, ...: one allocation, no temporaries.
+fn default_name(identity: &[u32]) -> String {
+    use std::fmt::Write;
+    let mut name = String::with_capacity(8 + 11 * identity.len());
+    name.push_str("Process");
+    for (i, number) in identity.iter().enumerate() {
+        name.push(if i == 0 { '-' } else { ':' });
+        // Writing to a `String` cannot fail.
+        let _ = write!(name, "{number}");
+    }
+    name
 }
 
 /// Records a started child (and reaps the ones that have ended).
@@ -198,6 +217,15 @@ pub(crate) fn enter_child(setup: ChildSetup, os_parent: u32, held: Option<Held>)
         log_level,
     } = setup;
     let mut guard = held.unwrap_or_else(|| ME.lock().unwrap_or_else(PoisonError::into_inner));
+    let parent_name = match parent_name {
+        Some(name) => name,
+        // Forked directly: the record in place is the parent's (it made
+        // one to number this child), so its name is already in memory.
+        None => guard
+            .as_mut()
+            .map(|parent| std::mem::take(&mut parent.name))
+            .unwrap_or_default(),
+    };
     let inherited = guard.replace(Me {
         pid,
         name,

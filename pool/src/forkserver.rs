@@ -50,6 +50,7 @@
 //! next start starts a new server.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -334,6 +335,11 @@ impl Server {
 /// This process's fork server, if it has started one.
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
+/// Whether [`SERVER`] was ever filled in this process or the one it was
+/// forked from: until then a forked child has no server record to forget,
+/// and [`release_in_child`] writes nothing (a write would copy the page).
+static EVER_STARTED: AtomicBool = AtomicBool::new(false);
+
 pub(crate) type Slot = MutexGuard<'static, Option<Server>>;
 
 /// Locks the fork-server record for a `fork` made by the `Fork` start
@@ -343,10 +349,19 @@ pub(crate) fn hold() -> Slot {
     SERVER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// In a child forked while holding [`hold`]'s guard: forgets the parent's
+/// In a child forked by the `Fork` start method: forgets the parent's
 /// server (closing this process's copies of its descriptors, so the server
-/// still sees its owner leave) and releases the lock.
-pub(crate) fn release_in_child(mut slot: Slot) {
+/// still sees its owner leave) and releases the lock if the parent held it
+/// across the fork (`slot`), or takes it if the parent had one thread.
+#[inline]
+pub(crate) fn release_in_child(slot: Option<Slot>) {
+    let mut slot = match slot {
+        Some(slot) => slot,
+        // Acquire pairs with the Release store in `launch`; a record
+        // filled after the fork is not in this copy of memory anyway.
+        None if !EVER_STARTED.load(Ordering::Acquire) => return,
+        None => SERVER.lock().unwrap_or_else(PoisonError::into_inner),
+    };
     let inherited = slot.take();
     drop(slot);
     drop(inherited);
@@ -392,6 +407,8 @@ fn launch(mut slot: Slot) -> Result<Slot, ProcessError> {
         .and_then(|hello| server.exchange(&hello, &[]));
     match answer {
         Ok((FromServer::Ready { .. }, _)) => {
+            // Release pairs with the Acquire load in `release_in_child`.
+            EVER_STARTED.store(true, Ordering::Release);
             *slot = Some(server);
             Ok(slot)
         }

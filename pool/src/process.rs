@@ -337,13 +337,16 @@ impl Builder {
             StartMethod::Fork => self.fork(move || f(args)),
             method => {
                 let request = crate::entry::Request::new(f, &args)?;
-                let setup = current::next_child(self.name, self.daemon);
-                let (name, daemon) = (setup.name.clone(), setup.daemon);
+                let setup = current::next_child(self.name, self.daemon, false);
+                let (name, identity, daemon) =
+                    (setup.name.clone(), setup.identity.clone(), setup.daemon);
                 let (child, output) = match method {
                     StartMethod::Spawn => crate::spawn::start(setup, request)?,
                     _ => crate::forkserver::start(setup, request)?,
                 };
-                Ok(Process::started(child, output, name, daemon, method))
+                Ok(Process::started(
+                    child, output, name, identity, daemon, method,
+                ))
             }
         }
     }
@@ -379,19 +382,24 @@ impl Builder {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        if !self.allow_threaded_fork {
+        let single = if self.allow_threaded_fork {
+            matches!(mproc_os::process::thread_count(), Ok(1))
+        } else {
             let threads = mproc_os::process::thread_count()?;
             if threads > 1 {
                 return Err(ProcessError::ThreadedFork { threads });
             }
-        }
-        let setup = current::next_child(self.name, self.daemon);
+            true
+        };
+        let setup = current::next_child(self.name, self.daemon, true);
         let parent = current_pid();
         let (reader, writer) = pipe()?;
         // No other thread may hold mproc's own locks at the fork: the child
-        // would inherit them locked forever.
-        let held = current::hold();
-        let server = crate::forkserver::hold();
+        // would inherit them locked forever. With one thread there is no
+        // other thread, and nothing to lock: locking and unlocking would
+        // only write pages that the fork then makes both processes copy.
+        let held = (!single).then(current::hold);
+        let server = (!single).then(crate::forkserver::hold);
         // SAFETY: the child only runs `f` (the caller's code, which may use
         // anything it captured) through `child_main`, which ends it with
         // `_exit`; it never returns into the caller's stack frames. Either
@@ -400,9 +408,9 @@ impl Builder {
         let forked = unsafe { fork() };
         match forked {
             Ok(Fork::Child) => {
-                drop(reader);
+                reader.close();
                 crate::forkserver::release_in_child(server);
-                child_main(setup, parent, Some(held), writer, f)
+                child_main(setup, parent, held, writer, f)
             }
             Err(error) => Err(error.into()),
             Ok(Fork::Parent(child)) => {
@@ -413,6 +421,7 @@ impl Builder {
                     ChildKind::Direct(child),
                     reader,
                     setup.name,
+                    setup.identity,
                     setup.daemon,
                     StartMethod::Fork,
                 ))
@@ -600,6 +609,7 @@ impl<T> fmt::Debug for Process<T> {
         f.debug_struct("Process")
             .field("name", &self.entry.name)
             .field("pid", &self.entry.pid)
+            .field("identity", &self.entry.identity)
             .field("daemon", &self.entry.daemon)
             .finish_non_exhaustive()
     }
@@ -673,6 +683,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         child: ChildKind,
         output: PipeReader,
         name: String,
+        identity: Vec<u32>,
         daemon: bool,
         method: StartMethod,
     ) -> Self {
@@ -683,6 +694,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         let entry = Arc::new(Entry {
             pid,
             name,
+            identity,
             daemon,
             child: std::sync::Mutex::new(child),
         });
