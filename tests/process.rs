@@ -354,6 +354,48 @@ fn fork_refused_in_a_threaded_process() {
 /// signal, terminated, handle dropped unjoined) leave no zombie and no fd
 /// behind.
 #[test]
+fn a_reused_output_pipe_carries_only_its_own_childs_result() {
+    // A joined child's output pipe serves the next child: whatever the
+    // last one left (a result larger than a pipe holds, a result cut
+    // short by SIGKILL, a panic) must not reach the next join.
+    in_child(|| {
+        std::panic::set_hook(Box::new(|_| {}));
+        let big = |round: u32| vec![round as u8; 1 << 20];
+        for round in 0..40u32 {
+            match round % 4 {
+                0 => assert_eq!(
+                    Process::spawn(move || big(round)).unwrap().join().unwrap(),
+                    big(round)
+                ),
+                1 => {
+                    // Killed with its result half written: the pipe is
+                    // full and nobody drains it until the join.
+                    let mut child = Process::spawn(move || big(round)).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                    child.kill().unwrap();
+                    let error = join_err(&mut child);
+                    assert!(
+                        matches!(error, ProcessError::Signaled { signal: 9, .. }),
+                        "{error}"
+                    );
+                }
+                2 => {
+                    let error = Process::spawn(|| -> u32 { panic!("round") })
+                        .unwrap()
+                        .join()
+                        .unwrap_err();
+                    assert!(matches!(error, ProcessError::Panicked { .. }), "{error}");
+                }
+                _ => assert_eq!(
+                    Process::spawn(move || round).unwrap().join().unwrap(),
+                    round
+                ),
+            }
+        }
+    });
+}
+
+#[test]
 fn no_zombie_no_fd_leak() {
     in_child(|| {
         // Quiet panics: with RUST_BACKTRACE set, each panicking child would

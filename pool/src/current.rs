@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use mproc_os::pipe::{PipeReader, PipeWriter};
 use mproc_os::process::{current_pid, parent_pid};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,9 @@ pub(crate) struct Me {
     children: Vec<Arc<Entry>>,
     /// Whether the exit function is registered in this process.
     exit_hook: bool,
+    /// The output pipe of a joined child, empty, for the next child forked
+    /// directly (see [`keep_spare_pipe`]).
+    spare_pipe: Option<(PipeReader, PipeWriter)>,
 }
 
 impl Me {
@@ -74,6 +78,7 @@ impl Me {
             parent: None,
             children: Vec::new(),
             exit_hook: false,
+            spare_pipe: None,
         }
     }
 }
@@ -188,6 +193,28 @@ pub(crate) fn unregister(pid: u32) {
     with_me(|me| me.children.retain(|child| child.pid != pid));
 }
 
+/// Keeps the output pipe of a child that was joined through its handle
+/// for the next child this process forks directly: a spawn-and-join loop
+/// then reuses one pipe instead of making one per child and closing both
+/// ends (three system calls fewer per child). The record holds it so that
+/// it belongs to this process: a child's record is a new one.
+///
+/// The pipe is empty (the child has exited and everything in it has been
+/// read), and completion is decided by a child's exit, never by end of
+/// file, so the parent's keeping the write end changes nothing for the
+/// next child. Another process may hold a copy of the write end (a
+/// grandchild forked while the child ran), as of any pipe; mproc never
+/// writes through such a copy. A spare it replaces is closed.
+pub(crate) fn keep_spare_pipe(reader: PipeReader, writer: PipeWriter) {
+    let replaced = with_me(|me| me.spare_pipe.replace((reader, writer)));
+    drop(replaced);
+}
+
+/// Takes this process's spare output pipe (see [`keep_spare_pipe`]).
+pub(crate) fn take_spare_pipe() -> Option<(PipeReader, PipeWriter)> {
+    with_me(|me| me.spare_pipe.take())
+}
+
 /// This process's record, locked across a `fork` by the forking thread, so
 /// that no other thread holds it at that moment: the child inherits it
 /// locked by its one thread, which [`enter_child`] then uses, and the
@@ -238,8 +265,16 @@ pub(crate) fn enter_child(setup: ChildSetup, os_parent: u32, held: Option<Held>)
         }),
         children: Vec::new(),
         exit_hook: false,
+        spare_pipe: None,
     });
     drop(guard);
+    let mut inherited = inherited;
+    // The parent's spare pipe is the parent's: close our copies.
+    drop(
+        inherited
+            .as_mut()
+            .and_then(|parent| parent.spare_pipe.take()),
+    );
     match inherited {
         // The parent's children are not ours: close our copies of their
         // descriptors, without waiting for or signalling them.

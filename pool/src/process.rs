@@ -393,7 +393,10 @@ impl Builder {
         };
         let setup = current::next_child(self.name, self.daemon, true);
         let parent = current_pid();
-        let (reader, writer) = pipe()?;
+        let (reader, writer) = match current::take_spare_pipe() {
+            Some(pair) => pair,
+            None => pipe()?,
+        };
         // No other thread may hold mproc's own locks at the fork: the child
         // would inherit them locked forever. With one thread there is no
         // other thread, and nothing to lock: locking and unlocking would
@@ -416,15 +419,19 @@ impl Builder {
             Ok(Fork::Parent(child)) => {
                 drop(server);
                 drop(held);
-                drop(writer);
-                Ok(Process::started(
+                let mut process = Process::started(
                     ChildKind::Direct(child),
                     reader,
                     setup.name,
                     setup.identity,
                     setup.daemon,
                     StartMethod::Fork,
-                ))
+                );
+                // Completion is decided by the child's exit, never by end of
+                // file, so the parent may keep the write end: once the
+                // child is joined the pipe is empty and serves the next one.
+                process.spare_writer = Some(writer);
+                Ok(process)
             }
         }
     }
@@ -597,7 +604,12 @@ impl ChildKind {
 /// ```
 pub struct Process<T> {
     entry: Arc<Entry>,
-    output: PipeReader,
+    /// The read end of the child's output pipe; `None` once joined.
+    output: Option<PipeReader>,
+    /// For a child forked directly, the parent's copy of the write end,
+    /// kept so that the drained pipe can serve the next child
+    /// (see [`current::keep_spare_pipe`]).
+    spare_writer: Option<PipeWriter>,
     received: Vec<u8>,
     joined: bool,
     method: StartMethod,
@@ -653,7 +665,9 @@ impl<T> Process<T> {
     fn exit_status(&mut self) -> Option<ExitStatus> {
         // Drain what the child wrote so far, so that it never blocks on a
         // full pipe while we only look.
-        let _ = self.output.read_available(&mut self.received);
+        if let Some(output) = &self.output {
+            let _ = output.read_available(&mut self.received);
+        }
         self.entry.child().try_wait().ok().flatten()
     }
 
@@ -701,7 +715,8 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         current::register(entry.clone());
         Self {
             entry,
-            output,
+            output: Some(output),
+            spare_writer: None,
             received: Vec::new(),
             joined: false,
             method,
@@ -726,18 +741,22 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
     }
 
     fn join_until(&mut self, deadline: Option<Deadline>) -> Result<T, ProcessError> {
-        if self.joined {
+        let (false, Some(output)) = (self.joined, &self.output) else {
             return Err(ProcessError::AlreadyJoined);
-        }
+        };
         let pid = self.entry.pid;
-        let status =
-            self.entry
-                .child()
-                .wait_collecting(&self.output, &mut self.received, deadline)?;
+        let status = self
+            .entry
+            .child()
+            .wait_collecting(output, &mut self.received, deadline)?;
         let Some(status) = status else {
             return Err(ProcessError::Timeout);
         };
         self.joined = true;
+        // The child has exited and everything it wrote has been read.
+        if let (Some(output), Some(writer)) = (self.output.take(), self.spare_writer.take()) {
+            current::keep_spare_pipe(output, writer);
+        }
         current::unregister(pid);
         let received = std::mem::take(&mut self.received);
         let mut frame = &received[..];
