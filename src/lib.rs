@@ -49,6 +49,7 @@
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
 //! | `Pipe()`, `Pipe(duplex=False)`: `send`, `recv`, `poll`, `send_bytes`, `recv_bytes` | [`pipe`](fn@pipe) → two [`Connection`]s, [`pipe_simplex`] → ([`Receiver`], [`Sender`]), of any serde type, through shared memory: `send`, `recv`, `recv_timeout`, `try_recv`, `poll`, `send_bytes`, `recv_bytes`; a peer that exits or is killed is [`RecvError::Disconnected`], never a hang; `send_fd` / `recv_fd` pass open file descriptors |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait()`]`(&[&conn, &queue, ..], timeout)` → the indices of the ready ones (empty on timeout); waits for any [`Waitable`]: [`Connection`], [`Receiver`], [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`PodQueue`]; a disconnected connection or a closed queue counts as ready |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `RLock()` | [`RLock`] (owned by a process: guards from `lock`, `try_lock`, `lock_timeout`, or `acquire` / `release`; a release by a non-owner is [`ReleaseError::NotOwner`]) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
@@ -72,7 +73,8 @@ pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
     Condition, ConditionGuard, Connection, Error, Event, FdError, GetError, JoinableQueue, Lock,
     LockGuard, OutOfBounds, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver, RecvError,
-    ReleaseError, Result, Semaphore, SendError, Sender, SimpleQueue, Value, ValueGuard, spsc,
+    ReleaseError, Result, Semaphore, SendError, Sender, SimpleQueue, Value, ValueGuard, Waitable,
+    spsc, wait,
 };
 // From `connection`: the root of mproc-os also has a `pipe` module (byte
 // pipes), which the facade does not re-export.

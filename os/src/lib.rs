@@ -21,6 +21,8 @@
 //! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
 //!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
+//! * [`wait()`]: block until the first of several connections and queues is
+//!   ready to be read ([`wait`](mod@wait) says how).
 //!
 //! Each is created in a parent and used in children made with `fork`
 //! (anonymous shared memory), or created in / attached to a named or memfd
@@ -51,6 +53,7 @@ pub mod shm;
 pub mod socket;
 pub mod spsc;
 pub mod value;
+pub mod wait;
 
 pub use barrier::{Barrier, BarrierWaitError, BrokenBarrier};
 pub use condition::{Condition, ConditionGuard};
@@ -67,3 +70,4 @@ pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
+pub use wait::{Waitable, wait};
