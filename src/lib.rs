@@ -58,6 +58,7 @@
 //! | `Condition()` | [`Condition`] with its own lock: `lock` gives a [`ConditionGuard`]; `wait`, `wait_timeout` (false on timeout), `wait_for`, `wait_for_timeout`, `notify(n)`, `notify_one`, `notify_all` |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `parties`, `n_waiting`, `broken` | [`Barrier`]: the same, `wait` returns the arrival index or [`BrokenBarrier`]; `wait_timeout` breaks it on timeout ([`BarrierWaitError`]) |
 //! | `Value('d', 0.0)`, `Array('i', range(10))` | [`Value`], [`Array`], each with its lock |
+//! | `shared_memory.SharedMemory(name, create, size)`: `name`, `size`, `buf`, `close`, `unlink` | [`SharedMemory::create`]`(name, size)`, [`SharedMemory::create_unique`]`(size)`, [`SharedMemory::open`]`(name)` from any process; `name`, `size`, `read` / `write` (bounds checked: [`OutOfRange`]), `as_ptr` / `as_slice` / `as_mut_slice` (unsafe); `unlink`; the creator's handle unlinks on drop unless kept (`keep`), an opener never unlinks (Python's resource tracker does, when an opener exits); the same `/dev/shm` names as Python, so each opens the other's blocks; errors are [`SharedMemoryError`] |
 //!
 //! Values in shared memory are plain old data: types that implement
 //! [`ShmSafe`] (integers, floats, arrays of them, and your `#[repr(C)]`
@@ -72,9 +73,9 @@ pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
     Condition, ConditionGuard, Connection, Error, Event, FdError, GetError, JoinableQueue, Lock,
-    LockGuard, OutOfBounds, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver, RecvError,
-    ReleaseError, Result, Semaphore, SendError, Sender, SimpleQueue, Value, ValueGuard, Waitable,
-    spsc, wait,
+    LockGuard, OutOfBounds, OutOfRange, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver,
+    RecvError, ReleaseError, Result, Semaphore, SendError, Sender, SharedMemory, SharedMemoryError,
+    SimpleQueue, Value, ValueGuard, Waitable, spsc, wait,
 };
 // From `connection`: the root of mproc-os also has a `pipe` module (byte
 // pipes), which the facade does not re-export.

@@ -21,6 +21,9 @@
 //! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
 //!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
+//! * [`SharedMemory`]: a named block of bytes that unrelated processes open
+//!   by name, unlinked when its creator decides
+//!   ([`shared_memory`](mod@shared_memory)).
 //! * [`wait()`]: block until the first of several connections and queues is
 //!   ready to be read ([`wait`](mod@wait) says how).
 //!
@@ -49,6 +52,7 @@ pub mod process;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod shared_memory;
 pub mod shm;
 pub mod socket;
 pub mod spsc;
@@ -69,5 +73,6 @@ pub use queue::{CodecError, GetError, PutError, Queue};
 pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
 pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use shared_memory::{OutOfRange, SharedMemory, SharedMemoryError};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
 pub use wait::{Waitable, wait};
