@@ -472,7 +472,7 @@ impl FrameRing {
     /// Any frame counts, including one that another reader is in the
     /// middle of: with several readers, `Ready` is a hint that a read may
     /// lose to another reader. A ring whose positions are impossible counts
-    /// as ready (a read fails at once).
+    /// as ready (a read fails at once). [`Readiness`] has an example.
     pub fn watch_read(&self) -> Readiness<'_> {
         let state = self.state();
         let ctl = self.ctl();

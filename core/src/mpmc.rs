@@ -420,6 +420,28 @@ impl<T: ShmSafe> Mpmc<T> {
     /// not yet filled it (its fill makes no wake-up for a watcher that came
     /// after its claim). With several consumers, `Ready` is a hint that a
     /// pop may lose to another consumer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_core::{Origin, OwnerId, Readiness, Spin, mpmc::Mpmc};
+    ///
+    /// let layout = Mpmc::<u32>::layout(2).unwrap();
+    /// // SAFETY: the layout is not zero-sized.
+    /// let mem = unsafe { std::alloc::alloc_zeroed(layout.alloc_layout()) };
+    /// let base = std::ptr::NonNull::new(mem).unwrap();
+    /// // SAFETY: `base` points to `layout.size()` zeroed bytes, aligned as the
+    /// // layout asks, that outlive `ring` and are used by nothing else.
+    /// let ring = unsafe { Mpmc::<u32>::create(base, layout.size(), 2, Origin::default()) }.unwrap();
+    ///
+    /// // Empty: registered; a push changes the word and wakes the watcher.
+    /// let Readiness::Sleep { word, expected } = ring.watch_pop() else { panic!() };
+    /// ring.try_push(&Spin, OwnerId::new(1).unwrap(), 5).unwrap();
+    /// assert_ne!(word.load(mproc_core::sync::Ordering::Relaxed), expected);
+    /// assert!(matches!(ring.watch_pop(), Readiness::Ready));
+    /// // SAFETY: allocated above with this layout; `ring` is not used any more.
+    /// unsafe { std::alloc::dealloc(mem, layout.alloc_layout()) };
+    /// ```
     pub fn watch_pop(&self) -> Readiness<'_> {
         let state = self.state();
         let mut backoff = Backoff::default();

@@ -130,6 +130,24 @@ use sealed::Look;
 /// [`SimpleQueue`](crate::SimpleQueue) and [`PodQueue`](crate::PodQueue).
 /// The trait is sealed: how an object registers for a wake-up is part of
 /// its shared-memory protocol.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc_os::{PodQueue, Queue, Waitable, pipe_simplex, wait};
+///
+/// let (rx, _tx) = pipe_simplex::<u8>()?;
+/// let queues: Vec<PodQueue<u64>> = (0..3).map(|_| PodQueue::new(8)).collect::<Result<_, _>>()?;
+/// let closed = Queue::<String>::new(8)?;
+/// closed.close();
+/// // Objects of different types side by side.
+/// let mut objects: Vec<&dyn Waitable> = vec![&rx, &closed];
+/// objects.extend(queues.iter().map(|q| q as &dyn Waitable));
+/// queues[2].put(1);
+/// assert_eq!(wait(&objects, Some(Duration::ZERO)), [1, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Waitable: sealed::Sealed {}
 
 impl<W: sealed::Sealed + ?Sized> Waitable for W {}
