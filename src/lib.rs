@@ -49,6 +49,7 @@
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
 //! | (no counterpart: plain data with no pickling) | [`PodQueue`] of [`ShmSafe`] values: no encoding, no allocation, batch `put_many` / `get_many` |
 //! | `Pipe()`, `Pipe(duplex=False)`: `send`, `recv`, `poll`, `send_bytes`, `recv_bytes` | [`pipe`](fn@pipe) → two [`Connection`]s, [`pipe_simplex`] → ([`Receiver`], [`Sender`]), of any serde type, through shared memory: `send`, `recv`, `recv_timeout`, `try_recv`, `poll`, `send_bytes`, `recv_bytes`; a peer that exits or is killed is [`RecvError::Disconnected`], never a hang; `send_fd` / `recv_fd` pass open file descriptors |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait()`]`(&[&conn, &queue, ..], timeout)` → the indices of the ready ones (empty on timeout); waits for any [`Waitable`]: [`Connection`], [`Receiver`], [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`PodQueue`]; a disconnected connection or a closed queue counts as ready |
 //! | `Lock()` | [`Lock`] (guard released on drop, `try_lock`, `lock_timeout`) |
 //! | `RLock()` | [`RLock`] (owned by a process: guards from `lock`, `try_lock`, `lock_timeout`, or `acquire` / `release`; a release by a non-owner is [`ReleaseError::NotOwner`]) |
 //! | `Semaphore(n)` | [`Semaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`) |
@@ -57,6 +58,7 @@
 //! | `Condition()` | [`Condition`] with its own lock: `lock` gives a [`ConditionGuard`]; `wait`, `wait_timeout` (false on timeout), `wait_for`, `wait_for_timeout`, `notify(n)`, `notify_one`, `notify_all` |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `parties`, `n_waiting`, `broken` | [`Barrier`]: the same, `wait` returns the arrival index or [`BrokenBarrier`]; `wait_timeout` breaks it on timeout ([`BarrierWaitError`]) |
 //! | `Value('d', 0.0)`, `Array('i', range(10))` | [`Value`], [`Array`], each with its lock |
+//! | `shared_memory.SharedMemory(name, create, size)`: `name`, `size`, `buf`, `close`, `unlink` | [`SharedMemory::create`]`(name, size)`, [`SharedMemory::create_unique`]`(size)`, [`SharedMemory::open`]`(name)` from any process; `name`, `size`, `read` / `write` (bounds checked: [`OutOfRange`]), `as_ptr` / `as_slice` / `as_mut_slice` (unsafe); `unlink`; the creator's handle unlinks on drop unless kept (`keep`), an opener never unlinks (Python's resource tracker does, when an opener exits); the same `/dev/shm` names as Python, so each opens the other's blocks; errors are [`SharedMemoryError`] |
 //!
 //! Values in shared memory are plain old data: types that implement
 //! [`ShmSafe`] (integers, floats, arrays of them, and your `#[repr(C)]`
@@ -71,8 +73,9 @@ pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
     Condition, ConditionGuard, Connection, Error, Event, FdError, GetError, JoinableQueue, Lock,
-    LockGuard, OutOfBounds, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver, RecvError,
-    ReleaseError, Result, Semaphore, SendError, Sender, SimpleQueue, Value, ValueGuard, spsc,
+    LockGuard, OutOfBounds, OutOfRange, PodQueue, PutError, Queue, RLock, RLockGuard, Receiver,
+    RecvError, ReleaseError, Result, Semaphore, SendError, Sender, SharedMemory, SharedMemoryError,
+    SimpleQueue, Value, ValueGuard, Waitable, spsc, wait,
 };
 // From `connection`: the root of mproc-os also has a `pipe` module (byte
 // pipes), which the facade does not re-export.

@@ -56,6 +56,17 @@
 //! Readers read what is left and then get [`BeginReadError::Closed`]
 //! instead of waiting.
 //!
+//! # Watching
+//!
+//! A party that only wants to know when a frame is there, without taking
+//! the reader lock ([`FrameRing::watch_read`]), registers like a sleeping
+//! reader: it reads the `items` epoch, sets `ASLEEP` in `tail` with a CAS
+//! that succeeds only if the tail still shows nothing to read, and sleeps
+//! on the epoch. So the reader and any number of watchers may sleep on the
+//! `items` epoch at once, and a writer that finds `ASLEEP` wakes them all.
+//! A reader whose sleep times out leaves the bit set (a watcher may still
+//! count on it): the next writer makes one wake-up call for nobody.
+//!
 //! # Progress
 //!
 //! Blocking. Writers wait for each other (the writer lock), for the bound on
@@ -76,7 +87,7 @@ use crate::layout::{
 };
 use crate::mutex::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell, init_u32, init_u64};
-use crate::wait::{OwnerId, TimedOut, Wait};
+use crate::wait::{OwnerId, Readiness, TimedOut, Wait};
 
 /// Bytes of the length that starts every frame.
 pub const FRAME_HEADER: u64 = 4;
@@ -454,6 +465,63 @@ impl FrameRing {
         Epochs::bump_and_wake(w, &ctl.epochs.space, u32::MAX);
     }
 
+    /// Whether a reader would find a frame, or the ring closed and drained,
+    /// without taking the reader lock; if not, registers the caller to be
+    /// woken when that changes (see [`Readiness`] and [Watching](self#watching)).
+    ///
+    /// Any frame counts, including one that another reader is in the
+    /// middle of: with several readers, `Ready` is a hint that a read may
+    /// lose to another reader. A ring whose positions are impossible counts
+    /// as ready (a read fails at once). [`Readiness`] has an example.
+    pub fn watch_read(&self) -> Readiness<'_> {
+        let state = self.state();
+        let ctl = self.ctl();
+        loop {
+            // Read the epoch first: whoever wakes us bumps it after changing
+            // what we check below (Acquire pairs with the Release bump).
+            let key = ctl.epochs.items.load(Ordering::Acquire);
+            let head = state.head.load(Ordering::Acquire) & !ASLEEP;
+            // The tail we register against, and judge by: a frame published
+            // after this load fails the CAS below. Acquire pairs with the
+            // writer's Release swap.
+            let seen = state.tail.load(Ordering::Acquire);
+            let tail = seen & !ASLEEP;
+            if tail < head || tail - head >= FRAME_HEADER {
+                return Readiness::Ready;
+            }
+            // Closed and drained, as `begin_read` sees it.
+            let drained = || {
+                ctl.closed.load(Ordering::Acquire) != 0
+                    && !ctl.writer.is_locked()
+                    && state.tail.load(Ordering::Acquire) & !ASLEEP == head
+            };
+            if drained() {
+                return Readiness::Ready;
+            }
+            // AcqRel: Release orders our epoch load before the bump of a
+            // writer whose swap reads this CAS; Acquire pairs with a swap
+            // that came first.
+            if seen & ASLEEP == 0
+                && state
+                    .tail
+                    .compare_exchange(seen, seen | ASLEEP, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                // The tail moved (or another sleeper set the bit): look again.
+                continue;
+            }
+            // Once more, as in `sleep`: a close, or a writer that released
+            // its lock, changes no position.
+            if drained() {
+                return Readiness::Ready;
+            }
+            return Readiness::Sleep {
+                word: &ctl.epochs.items,
+                expected: key,
+            };
+        }
+    }
+
     /// Byte `pos`'s cell (the index is always inside the ring).
     #[cfg(loom)]
     #[inline]
@@ -591,6 +659,7 @@ impl FrameRing {
             };
             if sleep(
                 w,
+                false,
                 &self.state().head,
                 &ctl.epochs.space,
                 head,
@@ -684,6 +753,7 @@ impl FrameRing {
             let drained = || ctl.closed.load(Ordering::Acquire) != 0 && !ctl.writer.is_locked();
             if sleep(
                 w,
+                true,
                 &self.state().tail,
                 &ctl.epochs.items,
                 tail,
@@ -722,10 +792,12 @@ impl FrameRing {
 /// Sleeps until `word` (a position, maybe with its `ASLEEP` bit) moves away
 /// from `stuck_at`, `woken` returns true, or `deadline` passes (`Err`); may
 /// return early. Sets the `ASLEEP` bit so that the side that moves the word
-/// wakes us.
+/// wakes us. `shared`: others (watchers) may rely on the bit too, so a
+/// sleep that times out leaves it set.
 #[cold]
 fn sleep<W: Wait>(
     w: &W,
+    shared: bool,
     word: &AtomicU64,
     epoch: &AtomicU32,
     stuck_at: u64,
@@ -763,9 +835,12 @@ fn sleep<W: Wait>(
         return Ok(());
     }
     w.wait(epoch, key, deadline).inspect_err(|_| {
-        // Take the bit back (the other side may already have): a later
-        // swap need not wake anybody for us.
-        word.fetch_and(!ASLEEP, Ordering::Relaxed);
+        // A writer waiting for space is alone on `head`: take the bit back
+        // (the reader may already have), so a later swap need not wake
+        // anybody for us. Watchers may count on the bit in `tail`: leave it.
+        if !shared {
+            word.fetch_and(!ASLEEP, Ordering::Relaxed);
+        }
     })
 }
 
@@ -839,7 +914,9 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
         let old = state.tail.swap(self.pos, Ordering::AcqRel);
         self.published = self.pos;
         if old & ASLEEP != 0 {
-            Epochs::bump_and_wake(self.w, &state.ctl.epochs.items, 1);
+            // The reader and any watchers (`watch_read`) may sleep there:
+            // wake them all.
+            Epochs::bump_and_wake(self.w, &state.ctl.epochs.items, u32::MAX);
         }
     }
 
@@ -859,6 +936,7 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
             let state = self.ring.state();
             sleep(
                 self.w,
+                false,
                 &state.head,
                 &state.ctl.epochs.space,
                 self.head,
@@ -1128,6 +1206,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
             let state = self.ring.state();
             let slept = sleep(
                 self.w,
+                true,
                 &state.tail,
                 &state.ctl.epochs.items,
                 self.tail,

@@ -57,7 +57,7 @@ pub mod model;
 use core::fmt;
 
 pub use layout::{LayoutError, ObjectKind, Origin, ShmSafe, TypeFingerprint};
-pub use wait::{OwnerId, Spin, TimedOut, Wait};
+pub use wait::{OwnerId, Readiness, Spin, TimedOut, Wait};
 
 /// Why a push did not happen. The value is handed back.
 #[derive(Clone, Copy, PartialEq, Eq)]

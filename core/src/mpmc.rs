@@ -28,7 +28,7 @@
 //! |--------|------------------------------------------------------------------|
 //! | 0..52  | position                                                         |
 //! | 52..63 | sleepers: consumers asleep for items (`tail`), producers asleep for space (`head`) |
-//! | 63     | reserved                                                         |
+//! | 63     | `WATCHED` (`tail` only): a watcher waits for items                |
 //!
 //! A consumer that finds the ring empty registers as a sleeper with a CAS on
 //! `tail` that succeeds only if `tail` still equals `head` (so nothing is
@@ -39,6 +39,13 @@
 //! for space do the same through `head` and the `space` epoch. Hence the fast
 //! path makes no syscall, and a wake-up is issued only when someone is asleep.
 //! Sleepers remove themselves from the count when they wake, for any reason.
+//!
+//! A party that only watches for items, without popping
+//! ([`Mpmc::watch_pop`]), registers with the same CAS on `tail`, setting
+//! `WATCHED` instead of counting itself, and sleeps on the `items` epoch.
+//! The next producer clears the bit with its claiming CAS and wakes every
+//! sleeper on the epoch: watchers do not know which of them a wake-up of
+//! one would reach, and a consumer must not miss its own.
 //!
 //! # Stamps
 //!
@@ -71,7 +78,7 @@ use crate::layout::{
 use crate::sync::{
     AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u32, init_u64,
 };
-use crate::wait::{OwnerId, Wait};
+use crate::wait::{OwnerId, Readiness, Wait};
 use crate::{PopError, PushError, ShmSafe, TypeFingerprint, as_uninit};
 
 /// Bits of a `head` / `tail` word that hold the position.
@@ -81,6 +88,8 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 const SLEEPER_ONE: u64 = 1 << POS_BITS;
 /// The most sleepers a word can count; more wait by polling.
 const SLEEPER_MAX: u64 = (1 << 11) - 1;
+/// "A watcher waits for items" in `tail` (see [`Mpmc::watch_pop`]).
+const WATCHED: u64 = 1 << 63;
 /// The largest capacity: `one_lap` (at most twice the capacity) must
 /// divide 2^32, the range of a stamp.
 const MAX_CAPACITY: u64 = 1 << 30;
@@ -403,6 +412,98 @@ impl<T: ShmSafe> Mpmc<T> {
         OwnerId::new(slot.claimer.load(Ordering::Relaxed))
     }
 
+    /// Whether a pop would find a value, without popping; if not, registers
+    /// the caller to be woken when one is pushed (see [`Readiness`] and the
+    /// [module docs](self)).
+    ///
+    /// [`Readiness::Busy`] while a producer has claimed the next slot and
+    /// not yet filled it (its fill makes no wake-up for a watcher that came
+    /// after its claim). With several consumers, `Ready` is a hint that a
+    /// pop may lose to another consumer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_core::{Origin, OwnerId, Readiness, Spin, mpmc::Mpmc};
+    ///
+    /// let layout = Mpmc::<u32>::layout(2).unwrap();
+    /// // SAFETY: the layout is not zero-sized.
+    /// let mem = unsafe { std::alloc::alloc_zeroed(layout.alloc_layout()) };
+    /// let base = std::ptr::NonNull::new(mem).unwrap();
+    /// // SAFETY: `base` points to `layout.size()` zeroed bytes, aligned as the
+    /// // layout asks, that outlive `ring` and are used by nothing else.
+    /// let ring = unsafe { Mpmc::<u32>::create(base, layout.size(), 2, Origin::default()) }.unwrap();
+    ///
+    /// // Empty: registered; a push changes the word and wakes the watcher.
+    /// let Readiness::Sleep { word, expected } = ring.watch_pop() else { panic!() };
+    /// ring.try_push(&Spin, OwnerId::new(1).unwrap(), 5).unwrap();
+    /// assert_ne!(word.load(mproc_core::sync::Ordering::Relaxed), expected);
+    /// assert!(matches!(ring.watch_pop(), Readiness::Ready));
+    /// // SAFETY: allocated above with this layout; `ring` is not used any more.
+    /// unsafe { std::alloc::dealloc(mem, layout.alloc_layout()) };
+    /// ```
+    pub fn watch_pop(&self) -> Readiness<'_> {
+        let state = self.state();
+        let mut backoff = Backoff::default();
+        loop {
+            // Read the epoch before registering: whoever sees our
+            // registration bumps it after this load (Acquire pairs with the
+            // Release bump in `wake_cold`).
+            let key = state.epochs.items.load(Ordering::Acquire);
+            let word = state.head.load(Ordering::Relaxed);
+            let head = pos(word);
+            let index = head & (self.one_lap - 1);
+            let Some(slot) = self.slot(index) else {
+                // A corrupted head: a pop fails at once.
+                return Readiness::Ready;
+            };
+            // Acquire pairs with the producer's Release store of the stamp.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == self::stamp(head + 1) {
+                return Readiness::Ready;
+            }
+            if stamp != self::stamp(head) {
+                // A consumer took this position since we read `head`, or one
+                // a lap behind is still emptying the slot.
+                if state.head.load(Ordering::Relaxed) != word {
+                    backoff.spin();
+                    continue;
+                }
+                return Readiness::Busy;
+            }
+            // Empty, unless a producer has claimed the slot and is writing
+            // it now (as in `claim_pop`).
+            fence(Ordering::SeqCst);
+            let tail = state.tail.load(Ordering::Relaxed);
+            if pos(tail) != head {
+                return Readiness::Busy;
+            }
+            if tail & WATCHED != 0 {
+                return Readiness::Sleep {
+                    word: &state.epochs.items,
+                    expected: key,
+                };
+            }
+            // Succeeds only if nothing changed since `tail` proved the ring
+            // empty with nothing in flight; every later producer must CAS
+            // the same word and so sees the bit (SeqCst, as the claims).
+            match state.tail.compare_exchange(
+                tail,
+                tail | WATCHED,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Readiness::Sleep {
+                        word: &state.epochs.items,
+                        expected: key,
+                    };
+                }
+                Err(_) => backoff.spin(),
+            }
+        }
+    }
+
     /// Tries to claim up to `want` positions for pushing.
     #[inline(always)]
     fn claim_push(&self, want: usize) -> Claim {
@@ -432,7 +533,8 @@ impl<T: ShmSafe> Mpmc<T> {
                         _ => break,
                     }
                 }
-                let new = (word & !POS_MASK) | self.advance(tail, count);
+                // Clears `WATCHED`: the wake-up after the fill is for them.
+                let new = (word & !POS_MASK & !WATCHED) | self.advance(tail, count);
                 match state.tail.compare_exchange_weak(
                     word,
                     new,
@@ -622,19 +724,26 @@ impl<T: ShmSafe> Mpmc<T> {
         }
     }
 
-    /// Wakes up to `count` of the sleepers counted in `word` on `epoch`.
+    /// Wakes up to `count` of the sleepers counted in `word` on `epoch`,
+    /// or all of them if `word` has `WATCHED`.
     #[inline(always)]
     fn wake_sleepers<W: Wait>(w: &W, epoch: &AtomicU32, word: u64, count: usize) {
-        let asleep = sleepers(word);
-        if asleep != 0 {
-            Self::wake_cold(w, epoch, asleep.min(count as u64) as u32);
+        if word & !POS_MASK != 0 {
+            Self::wake_cold(w, epoch, word, count);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn wake_cold<W: Wait>(w: &W, epoch: &AtomicU32, count: u32) {
-        Epochs::bump_and_wake(w, epoch, count);
+    fn wake_cold<W: Wait>(w: &W, epoch: &AtomicU32, word: u64, count: usize) {
+        let count = if word & WATCHED != 0 {
+            u32::MAX
+        } else {
+            sleepers(word).min(count as u64) as u32
+        };
+        if count != 0 {
+            Epochs::bump_and_wake(w, epoch, count);
+        }
     }
 
     /// Pushes `value` if a slot is free now.

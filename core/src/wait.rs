@@ -72,6 +72,71 @@ pub trait Wait {
     fn relax(&self, round: u32);
 }
 
+/// Whether a read from a ring would find something, as seen by a party that
+/// watches rings without reading from them: one that waits for the first of
+/// several rings to become readable (mproc-os's `wait`), then reads from it.
+///
+/// Returned by [`FrameRing::watch_read`](crate::frames::FrameRing::watch_read)
+/// and [`Mpmc::watch_pop`](crate::mpmc::Mpmc::watch_pop). A watcher loops:
+///
+/// * [`Ready`](Readiness::Ready): stop watching, read;
+/// * [`Sleep`](Readiness::Sleep): the watcher is registered; sleep (with
+///   [`Wait::wait`], or on several words at once) while `*word == expected`,
+///   then watch again. Whoever makes the ring readable afterwards changes
+///   `word` and wakes **every** sleeper on it, so no wake-up is lost however
+///   many watchers and readers sleep there;
+/// * [`Busy`](Readiness::Busy): another party is in the middle of an
+///   operation whose end makes no wake-up; back off
+///   ([`Wait::relax`]) and watch again.
+///
+/// A watcher that stops watching leaves its registration behind; it costs the
+/// next party that makes the ring readable one wake-up call with nobody to
+/// wake.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_core::{Origin, OwnerId, Readiness, Spin, TypeFingerprint, frames::FrameRing};
+///
+/// let layout = FrameRing::layout(16).unwrap();
+/// // SAFETY: the layout is not zero-sized.
+/// let mem = unsafe { std::alloc::alloc_zeroed(layout.alloc_layout()) };
+/// let base = std::ptr::NonNull::new(mem).unwrap();
+/// let fingerprint = TypeFingerprint::of::<Vec<u8>>();
+/// // SAFETY: `base` points to `layout.size()` zeroed bytes, aligned as the
+/// // layout asks, that outlive the ring and are used by nothing else.
+/// let ring =
+///     unsafe { FrameRing::create(base, layout.size(), 16, 4, fingerprint, Origin::default()) }
+///         .unwrap();
+/// assert!(matches!(ring.watch_read(), Readiness::Sleep { .. }));
+/// let me = OwnerId::new(1).unwrap();
+/// let mut writer = ring.begin_write(&Spin, me, 1, None).unwrap();
+/// writer.write(&[7], None).unwrap();
+/// writer.finish().unwrap();
+/// assert!(matches!(ring.watch_read(), Readiness::Ready));
+/// // SAFETY: allocated above with this layout; the ring is not used any more.
+/// unsafe { std::alloc::dealloc(mem, layout.alloc_layout()) };
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub enum Readiness<'a> {
+    /// A read would find something now (a value, a frame, or the end of a
+    /// closed ring), as far as this snapshot can tell: another reader may
+    /// take it first.
+    Ready,
+    /// Nothing to read; the watcher is registered: sleep while `word`
+    /// holds `expected`.
+    Sleep {
+        /// The word to sleep on.
+        word: &'a AtomicU32,
+        /// Its value when the watcher registered.
+        expected: u32,
+    },
+    /// Nothing to read yet, but a party is in the middle of an operation
+    /// that will change that without waking anybody: back off and look
+    /// again.
+    Busy,
+}
+
 /// A deadline that cannot exist: [`Spin`] has no clock, so its blocking calls
 /// can only be given no deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -73,6 +73,7 @@ use crate::message::{self, CodecError, DecodeStop, EncodeStop};
 use crate::object::{Mapping, anonymous};
 use crate::process::{origin, owner_id};
 use crate::socket::{Stream, socketpair};
+use crate::wait::sealed::{Look, Sealed};
 
 /// Bytes of the shared buffer of each direction: 64 KiB, like a Linux
 /// pipe. Longer messages stream through it.
@@ -824,6 +825,30 @@ impl Inbox {
         RecvError::Disconnected
     }
 
+    /// A look for [`crate::wait()`]: ready when a message is there or the
+    /// peer is gone (as `poll` says), registered for the next message
+    /// otherwise. A peer that exits wakes nobody, so `wait` looks again
+    /// after slices.
+    fn look(&self, socket: &Stream) -> Look<'_> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Look::Ready;
+        }
+        match Look::from(self.half.ring.watch_read()) {
+            Look::Sleep { word, expected, .. } => {
+                if Watch::new(socket).peer_gone() {
+                    Look::Ready
+                } else {
+                    Look::Sleep {
+                        word,
+                        expected,
+                        recheck: true,
+                    }
+                }
+            }
+            look => look,
+        }
+    }
+
     fn poll(&self, socket: &Stream, until: Until) -> bool {
         if self.broken.load(Ordering::Relaxed) {
             return true;
@@ -838,6 +863,18 @@ impl Inbox {
             // `recv` would fail at once.
             Err(_) => true,
         }
+    }
+}
+
+impl<T> Sealed for Connection<T> {
+    fn look(&self) -> Look<'_> {
+        self.incoming.look(&self.socket)
+    }
+}
+
+impl<T> Sealed for Receiver<T> {
+    fn look(&self) -> Look<'_> {
+        self.incoming.look(&self.socket)
     }
 }
 

@@ -268,3 +268,15 @@ impl<T: Serialize + DeserializeOwned + 'static> SimpleQueue<T> {
         self.0.close();
     }
 }
+
+impl<T> crate::wait::sealed::Sealed for JoinableQueue<T> {
+    fn look(&self) -> crate::wait::sealed::Look<'_> {
+        self.queue.look()
+    }
+}
+
+impl<T> crate::wait::sealed::Sealed for SimpleQueue<T> {
+    fn look(&self) -> crate::wait::sealed::Look<'_> {
+        self.0.look()
+    }
+}

@@ -21,6 +21,11 @@
 //! * [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
 //!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
+//! * [`SharedMemory`]: a named block of bytes that unrelated processes open
+//!   by name, unlinked when its creator decides
+//!   ([`shared_memory`](mod@shared_memory)).
+//! * [`wait()`]: block until the first of several connections and queues is
+//!   ready to be read ([`wait`](mod@wait) says how).
 //!
 //! Each is created in a parent and used in children made with `fork`
 //! (anonymous shared memory), or created in / attached to a named or memfd
@@ -47,10 +52,12 @@ pub mod process;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod shared_memory;
 pub mod shm;
 pub mod socket;
 pub mod spsc;
 pub mod value;
+pub mod wait;
 
 pub use barrier::{Barrier, BarrierWaitError, BrokenBarrier};
 pub use condition::{Condition, ConditionGuard};
@@ -66,4 +73,6 @@ pub use queue::{CodecError, GetError, PutError, Queue};
 pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
 pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use shared_memory::{OutOfRange, SharedMemory, SharedMemoryError};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
+pub use wait::{Waitable, wait};

@@ -234,3 +234,9 @@ impl<T: ShmSafe> PodQueue<T> {
         self.ring.try_pop_slice(&Futex, owner_id(), out)
     }
 }
+
+impl<T: ShmSafe> crate::wait::sealed::Sealed for PodQueue<T> {
+    fn look(&self) -> crate::wait::sealed::Look<'_> {
+        self.ring.watch_pop().into()
+    }
+}

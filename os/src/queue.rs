@@ -419,6 +419,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     }
 }
 
+impl<T> crate::wait::sealed::Sealed for Queue<T> {
+    fn look(&self) -> crate::wait::sealed::Look<'_> {
+        self.ring.watch_read().into()
+    }
+}
+
 /// The ring size for a buffer of at least `bytes`.
 fn buffer_size(bytes: usize) -> u64 {
     (bytes as u64)
