@@ -67,6 +67,7 @@
 pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::joinable::TooManyDone;
+pub use mproc_os::share::{Share, ShareError, Token, TokenError};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
@@ -90,4 +91,5 @@ pub struct ReadmeDoctests;
 
 pub use mproc_core;
 pub use mproc_os;
+pub use mproc_os::share;
 pub use mproc_pool;

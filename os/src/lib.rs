@@ -22,10 +22,12 @@
 //!   [`Condition`], [`Barrier`].
 //! * [`Value`] and [`Array`]: plain-old-data in shared memory with a lock.
 //!
-//! Each is created in a parent and used in children made with `fork`
-//! (anonymous shared memory), or created in / attached to a named or memfd
-//! [`shm::Region`] after its header is checked. The uncontended fast path of
-//! every one makes no system call.
+//! Each is created in a parent in a sealed memfd region and used in
+//! children made with `fork`, which inherit it; or in any other process
+//! through a [`Token`] ([`share`]: the memfd's descriptor travels over a
+//! Unix socket, and the header is checked on attach); or created in /
+//! attached to a named or anonymous [`shm::Region`] after its header is
+//! checked. The uncontended fast path of every one makes no system call.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -47,6 +49,7 @@ pub mod process;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod share;
 pub mod shm;
 pub mod socket;
 pub mod spsc;
@@ -66,4 +69,5 @@ pub use queue::{CodecError, GetError, PutError, Queue};
 pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
 pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use share::{Share, ShareError, Token, TokenError};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
