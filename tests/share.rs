@@ -236,7 +236,7 @@ fn array_scenario(method: StartMethod) {
 
 // ---- Queues: both directions ----
 
-fn shout(queues: (Token<Queue<String>>, Token<Queue<String>>)) {
+fn shout(queues: Queues<Queue<String>>) {
     let (inbox, outbox) = (queues.0.attach().unwrap(), queues.1.attach().unwrap());
     while let Ok(text) = inbox.get_timeout(WATCHDOG) {
         outbox.put(text.to_uppercase()).unwrap();
@@ -268,7 +268,7 @@ fn queue_scenario(method: StartMethod) {
     join(&mut child);
 }
 
-fn sum_pod((inbox, outbox): (Token<PodQueue<u64>>, Token<PodQueue<u64>>)) {
+fn sum_pod((inbox, outbox): Queues<PodQueue<u64>>) {
     let (inbox, outbox) = (inbox.attach().unwrap(), outbox.attach().unwrap());
     let mut values = [0u64; 100];
     let mut got = 0;
@@ -312,7 +312,10 @@ fn joinable_queue_scenario(method: StartMethod) {
     assert_eq!(join(&mut child), 6);
 }
 
-fn reply_simple((inbox, outbox): (Token<SimpleQueue<Vec<u8>>>, Token<SimpleQueue<Vec<u8>>>)) {
+/// Two queues: one to the child, one back.
+type Queues<Q> = (Token<Q>, Token<Q>);
+
+fn reply_simple((inbox, outbox): Queues<SimpleQueue<Vec<u8>>>) {
     let (inbox, outbox) = (inbox.attach().unwrap(), outbox.attach().unwrap());
     let mut bytes = inbox.get().unwrap();
     bytes.reverse();
@@ -395,8 +398,11 @@ fn simplex_scenario(method: StartMethod) {
     assert_eq!(join(&mut child), 10);
 }
 
+/// A scenario: a type shared with a child started this way.
+type Scenario = fn(StartMethod);
+
 /// Every scenario, by type.
-const SCENARIOS: [(&str, fn(StartMethod)); 15] = [
+const SCENARIOS: [(&str, Scenario); 15] = [
     ("Lock", lock_scenario),
     ("RLock", rlock_scenario),
     ("Semaphore", semaphore_scenario),
@@ -591,13 +597,14 @@ fn a_child_uses_many_objects_at_once() {
     join(&mut child);
 }
 
-fn many_objects(
-    (end, queue, locks): (
-        Token<Connection<String>>,
-        Token<JoinableQueue<u32>>,
-        Vec<Token<Lock>>,
-    ),
-) {
+/// A pipe end, a joinable queue and locks.
+type Many = (
+    Token<Connection<String>>,
+    Token<JoinableQueue<u32>>,
+    Vec<Token<Lock>>,
+);
+
+fn many_objects((end, queue, locks): Many) {
     let (end, queue) = (end.attach().unwrap(), queue.attach().unwrap());
     let locks: Vec<Lock> = locks.into_iter().map(|t| t.attach().unwrap()).collect();
     let n = queue.get().unwrap();

@@ -14,8 +14,8 @@
 //! attaches the object, after the same header check as every `attach`
 //! (magic, layout version, object kind, element type fingerprint). So a
 //! token attached as the wrong type is a typed error
-//! ([`Error::Token`](crate::Error::Token) or
-//! [`Error::Layout`](crate::Error::Layout)), never undefined behaviour.
+//! ([`Error::Token`] or
+//! [`Error::Layout`]), never undefined behaviour.
 //!
 //! | type | descriptors in its token |
 //! |---|---|
@@ -56,11 +56,22 @@
 //! A memfd region costs one descriptor per object for as long as a handle
 //! to it lives (the mapping alone would keep the memory, but the descriptor
 //! is what can be passed on), and `memfd_create`, `ftruncate` and `fcntl`
-//! on top of the `mmap` when it is made. Descriptors are close-on-exec, so
+//! on top of the `mmap` when it is made: a few microseconds per object
+//! (creating and dropping a `Lock` went from about 16 µs in anonymous
+//! memory to about 18 µs in a memfd on a 2-core x86_64 VM; both are
+//! dominated by mapping and faulting the page in). Descriptors are
+//! close-on-exec, so
 //! programs run with `exec` do not inherit them; children made with `fork`
 //! do, until they exit. A process that keeps thousands of objects alive
 //! needs a matching `RLIMIT_NOFILE` (often 1024 by default, `ulimit -n`).
 //! The uncontended fast path of every object is unchanged: no system call.
+//! A program that wants no descriptor per object can still create objects
+//! in [`Region::anonymous`] with `create_in`; those have no token
+//! ([`TokenError::NoFd`]) and are shared through `fork` only.
+//!
+//! A token in the arguments of a child costs one more descriptor per
+//! region in this process while the child starts (the duplicates sent),
+//! and one message carries at most [`MAX_FDS`] descriptors.
 //!
 //! # Examples
 //!
