@@ -24,6 +24,10 @@
 //! | [`Connection`] | its socket, the outgoing ring, the incoming ring |
 //! | [`Sender`] / [`Receiver`] | its socket, its ring |
 //!
+//! [`spsc`](crate::spsc) channels have no tokens: each end is meant to be
+//! the only one of its side, which a token would duplicate. They stay in
+//! anonymous memory, shared through `fork`.
+//!
 //! A token attached elsewhere is one more handle to the *same* object: a
 //! lock taken there excludes this process, a [`Connection`] token is one
 //! more copy of the same end of the pipe (its peer sees it gone once every
@@ -457,13 +461,15 @@ pub(crate) fn take_refusal() -> Option<ShareError> {
 /// Restores a thread-local table when a scope ends, unwinding included.
 struct Restore<'a, V: 'static> {
     key: &'static std::thread::LocalKey<RefCell<Option<V>>>,
-    previous: Option<Option<V>>,
+    /// The enclosing scope's table (`None` outside any scope).
+    previous: Option<V>,
+    /// Where the scope's own table goes.
     out: &'a mut Option<V>,
 }
 
 impl<V: 'static> Drop for Restore<'_, V> {
     fn drop(&mut self) {
-        let previous = self.previous.take().flatten();
+        let previous = self.previous.take();
         *self.out = self
             .key
             .with_borrow_mut(|table| core::mem::replace(table, previous));
@@ -483,7 +489,7 @@ fn scoped<V: 'static, R>(
         let previous = key.with_borrow_mut(|slot| slot.replace(table));
         let _restore = Restore {
             key,
-            previous: Some(previous),
+            previous,
             out: &mut out,
         };
         f()
