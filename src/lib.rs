@@ -44,6 +44,7 @@
 //! | `Process(name=.., daemon=..)`, start methods | [`Process::builder`] ([`Builder`]), [`StartMethod`], [`set_start_method`]; [`init`] first in `main` for `Spawn` |
 //! | subclassing `Process` | [`Run`], [`Builder::start`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `Process(target=f, args=(lock, queue))` under `spawn` / `forkserver`: the objects are pickled and their fds passed | [`Builder::spawn_fn`]`(f, (lock.token()?, queue.token()?))` with any start method: [`Share::token`] makes a serde [`Token`], whose fds travel beside the arguments; the child calls [`Token::attach`], which checks kind and element type ([`share`]) |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
@@ -63,12 +64,40 @@
 //! Values in shared memory are plain old data: types that implement
 //! [`ShmSafe`] (integers, floats, arrays of them, and your `#[repr(C)]`
 //! structs of them).
+//!
+//! # Sharing with `ForkServer` and `Spawn` children
+//!
+//! A child started with [`StartMethod::Fork`] inherits everything its
+//! parent made. The others share no memory with the parent: hand them
+//! objects as [`Token`]s among their arguments (every shared type
+//! implements [`Share`]; see [`share`] for how the descriptors travel).
+//!
+//! ```
+//! use mproc::{Event, Share, StartMethod, Token, Value};
+//!
+//! fn count((total, done): (Token<Value<u64>>, Token<Event>)) {
+//!     let (total, done) = (total.attach().unwrap(), done.attach().unwrap());
+//!     *total.lock() += (1..=10).sum::<u64>();
+//!     done.set();
+//! }
+//!
+//! let total = Value::new(0u64)?;
+//! let done = Event::new()?;
+//! let mut child = mproc::Process::builder()
+//!     .start_method(StartMethod::ForkServer)
+//!     .spawn_fn(count, (total.token()?, done.token()?))?;
+//! child.join()?;
+//! assert!(done.is_set());
+//! assert_eq!(total.get(), 55);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 
 pub use mproc_core::semaphore::Overflow;
 pub use mproc_core::{LayoutError, ShmSafe, TimedOut};
 pub use mproc_os::joinable::TooManyDone;
+pub use mproc_os::share::{Share, ShareError, Token, TokenError};
 pub use mproc_os::shm::Region;
 pub use mproc_os::{
     Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrier, CodecError,
@@ -93,4 +122,5 @@ pub struct ReadmeDoctests;
 
 pub use mproc_core;
 pub use mproc_os;
+pub use mproc_os::share;
 pub use mproc_pool;

@@ -11,7 +11,7 @@ pub use mproc_core::barrier::{BarrierWaitError, BrokenBarrier};
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::origin;
 use crate::shm::Region;
 
@@ -76,10 +76,15 @@ impl Barrier {
     /// The most parties a barrier can have: 2^16 - 1.
     pub const MAX_PARTIES: u32 = RawBarrier::MAX_PARTIES;
 
-    /// A barrier for `parties` (1 to [`Self::MAX_PARTIES`]) in a new
-    /// anonymous shared region, which children made with `fork` inherit.
+    /// A barrier for `parties` (1 to [`Self::MAX_PARTIES`]) in a new shared
+    /// region (a sealed memfd): children made with `fork` inherit it, and
+    /// [`Share::token`](crate::share::Share::token) shares it with any
+    /// other process.
     pub fn new(parties: u32) -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawBarrier::object_layout()))?, parties)
+        Self::create_in(
+            shareable("Barrier", Ok(RawBarrier::object_layout()))?,
+            parties,
+        )
     }
 
     /// The bytes a region needs to hold a barrier.
@@ -173,3 +178,5 @@ impl Barrier {
         self.raw().is_broken()
     }
 }
+
+crate::share::share_one_region!("Barrier", Barrier);

@@ -12,7 +12,7 @@ use mproc_core::condition::RawCondition;
 
 use crate::error::Result;
 use crate::futex::{Deadline, Futex};
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
@@ -76,10 +76,11 @@ impl fmt::Debug for Condition {
 }
 
 impl Condition {
-    /// A condition with an unlocked lock in a new anonymous shared region,
-    /// which children made with `fork` inherit.
+    /// A condition with an unlocked lock in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new() -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawCondition::object_layout()))?)
+        Self::create_in(shareable("Condition", Ok(RawCondition::object_layout()))?)
     }
 
     /// The bytes a region needs to hold a condition.
@@ -262,3 +263,5 @@ impl Drop for ConditionGuard<'_> {
         unsafe { self.cond.raw().mutex().unlock(&Futex) };
     }
 }
+
+crate::share::share_one_region!("Condition", Condition);

@@ -4,8 +4,9 @@
 //!
 //! # How a message travels
 //!
-//! Each direction is a [`FrameRing`] of [`BUFFER`] bytes in anonymous
-//! shared memory, which children made with `fork` inherit. A value is
+//! Each direction is a [`FrameRing`] of [`BUFFER`] bytes in a shared
+//! region of its own (a sealed memfd), which children made with `fork`
+//! inherit and [`Share::token`] passes to any other process. A value is
 //! encoded with postcard straight into the ring ([`crate::message`]); a
 //! message longer than the ring streams through it while the other side
 //! reads. A waiting side spins briefly, then sleeps on a futex that the
@@ -43,6 +44,16 @@
 //!   same limit, unless they close the inherited end, which a Rust closure
 //!   cannot name.
 //!
+//! # Ends in processes not forked from the creator
+//!
+//! [`Share::token`] of an end holds its socket and its rings (see
+//! [`crate::share`]); attached in another process it is one more copy of
+//! that same end, which counts for disconnection like a copy inherited
+//! through `fork`: the peer sees the end gone once every copy, the
+//! token's included, is dropped or its process has exited. So a parent
+//! that hands an end to a `Spawn` child should drop its own copy (and the
+//! token, which `spawn_fn` consumes).
+//!
 //! # File descriptors
 //!
 //! [`Connection::send_fd`] passes an open file descriptor to the process
@@ -70,10 +81,12 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result, os};
 use crate::futex::{Deadline, Futex};
 use crate::message::{self, CodecError, DecodeStop, EncodeStop};
-use crate::object::{Mapping, anonymous};
+use crate::object::{Mapping, shareable};
 use crate::process::{origin, owner_id};
+use crate::share::{Sealed, Share, Token, attach_region, check_stream_socket, region_fd};
+use crate::shm::Region;
 use crate::socket::{Stream, socketpair};
-use crate::wait::sealed::{Look, Sealed};
+use crate::wait::sealed::{Look, Sealed as Waits};
 
 /// Bytes of the shared buffer of each direction: 64 KiB, like a Linux
 /// pipe. Longer messages stream through it.
@@ -668,7 +681,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Receiver<T> {
     }
 }
 
-/// One direction of a pipe: a ring in its own anonymous region.
+/// One direction of a pipe: a ring in its own region.
 struct Half {
     ring: FrameRing,
     /// Keeps the ring mapped; shared by the two ends made in this process.
@@ -678,7 +691,7 @@ struct Half {
 impl Half {
     /// A new empty ring of [`BUFFER`] bytes for messages of `T`.
     fn new<T: 'static>() -> Result<Self> {
-        let region = anonymous(FrameRing::layout(BUFFER as u64))?;
+        let region = shareable("pipe", FrameRing::layout(BUFFER as u64))?;
         // SAFETY: the region was just mapped read/write for `len` bytes,
         // nobody else uses it yet, and `Half` keeps it mapped as long as the
         // ring handle (or a copy, through `clone_handle`) lives.
@@ -696,6 +709,27 @@ impl Half {
             ring,
             region: Mapping::new(region),
         })
+    }
+
+    /// Attaches to a ring of messages of `T` that another process made in
+    /// `region`, after checking its header.
+    fn attach<T: 'static>(region: Region) -> Result<Self> {
+        // SAFETY: the region is mapped read/write for `len` bytes, and
+        // `Half` keeps it mapped as long as the ring handle (or a copy,
+        // through `clone_handle`) lives.
+        let ring = unsafe {
+            FrameRing::attach(region.as_ptr(), region.len(), TypeFingerprint::of::<T>())?
+        };
+        Ok(Self {
+            ring,
+            region: Mapping::new(region),
+        })
+    }
+
+    /// A duplicate of the descriptor of the ring's region, for a token of
+    /// `kind`.
+    fn token_fd(&self, kind: &'static str) -> Result<OwnedFd> {
+        region_fd(&self.region, kind)
     }
 
     /// A second handle to the same ring (for the other end).
@@ -866,13 +900,13 @@ impl Inbox {
     }
 }
 
-impl<T> Sealed for Connection<T> {
+impl<T> Waits for Connection<T> {
     fn look(&self) -> Look<'_> {
         self.incoming.look(&self.socket)
     }
 }
 
-impl<T> Sealed for Receiver<T> {
+impl<T> Waits for Receiver<T> {
     fn look(&self) -> Look<'_> {
         self.incoming.look(&self.socket)
     }
@@ -1095,5 +1129,88 @@ impl Wait for Watch<'_> {
     #[inline]
     fn relax(&self, round: u32) {
         Futex.relax(round);
+    }
+}
+
+/// A duplicate of an end's socket, for its token.
+fn socket_fd(socket: &Stream) -> Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(socket, 3).map_err(os("fcntl"))
+}
+
+/// The socket of an end attached from a token, after checking it is one.
+fn attach_socket(fd: OwnedFd) -> Result<Stream> {
+    check_stream_socket(&fd)?;
+    Ok(Stream::from_fd(fd))
+}
+
+impl<T> Sealed for Connection<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Share for Connection<T> {
+    const KIND: &'static str = "Connection";
+
+    /// A token holding the end's socket, its outgoing ring and its
+    /// incoming ring.
+    fn token(&self) -> Result<Token<Self>> {
+        Ok(Token::new(vec![
+            socket_fd(&self.socket)?,
+            self.outgoing.token_fd(Self::KIND)?,
+            self.incoming.half.token_fd(Self::KIND)?,
+        ]))
+    }
+
+    fn from_token(token: Token<Self>) -> Result<Self> {
+        let [socket, outgoing, incoming] = token.into_fds::<3>()?;
+        Ok(Self {
+            socket: attach_socket(socket)?,
+            outgoing: Half::attach::<T>(attach_region(outgoing)?)?,
+            incoming: Inbox::new(Half::attach::<T>(attach_region(incoming)?)?),
+            _values: PhantomData,
+        })
+    }
+}
+
+impl<T> Sealed for Sender<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Share for Sender<T> {
+    const KIND: &'static str = "Sender";
+
+    /// A token holding the end's socket and its ring.
+    fn token(&self) -> Result<Token<Self>> {
+        Ok(Token::new(vec![
+            socket_fd(&self.socket)?,
+            self.outgoing.token_fd(Self::KIND)?,
+        ]))
+    }
+
+    fn from_token(token: Token<Self>) -> Result<Self> {
+        let [socket, outgoing] = token.into_fds::<2>()?;
+        Ok(Self {
+            socket: attach_socket(socket)?,
+            outgoing: Half::attach::<T>(attach_region(outgoing)?)?,
+            _values: PhantomData,
+        })
+    }
+}
+
+impl<T> Sealed for Receiver<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Share for Receiver<T> {
+    const KIND: &'static str = "Receiver";
+
+    /// A token holding the end's socket and its ring.
+    fn token(&self) -> Result<Token<Self>> {
+        Ok(Token::new(vec![
+            socket_fd(&self.socket)?,
+            self.incoming.half.token_fd(Self::KIND)?,
+        ]))
+    }
+
+    fn from_token(token: Token<Self>) -> Result<Self> {
+        let [socket, incoming] = token.into_fds::<2>()?;
+        Ok(Self {
+            socket: attach_socket(socket)?,
+            incoming: Inbox::new(Half::attach::<T>(attach_region(incoming)?)?),
+            _values: PhantomData,
+        })
     }
 }

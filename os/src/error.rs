@@ -11,6 +11,8 @@ use core::fmt;
 use mproc_core::LayoutError;
 use rustix::io::Errno;
 
+use crate::share::TokenError;
+
 /// Errors of mproc-os.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -32,6 +34,9 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A [`Token`](crate::share::Token) cannot be made for this object, or
+    /// attached as the type asked for.
+    Token(TokenError),
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -55,6 +60,7 @@ impl fmt::Display for Error {
             Self::InvalidName { name, reason } => {
                 write!(f, "invalid shared-memory name {name:?}: {reason}")
             }
+            Self::Token(err) => write!(f, "bad token: {err}"),
         }
     }
 }
@@ -63,6 +69,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Layout(err) => Some(err),
+            Self::Token(err) => Some(err),
             Self::Os { .. } | Self::InvalidName { .. } => None,
         }
     }

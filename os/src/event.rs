@@ -10,7 +10,7 @@ use mproc_core::event::RawEvent;
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::origin;
 use crate::shm::Region;
 
@@ -50,10 +50,11 @@ impl fmt::Debug for Event {
 }
 
 impl Event {
-    /// A cleared event in a new anonymous shared region, which children made
-    /// with `fork` inherit.
+    /// A cleared event in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new() -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawEvent::object_layout()))?)
+        Self::create_in(shareable("Event", Ok(RawEvent::object_layout()))?)
     }
 
     /// The bytes a region needs to hold an event.
@@ -120,3 +121,5 @@ impl Event {
         self.raw().wait(&Futex, deadline(timeout))
     }
 }
+
+crate::share::share_one_region!("Event", Event);

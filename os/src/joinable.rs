@@ -15,9 +15,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::futex::{Deadline, Futex};
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::origin;
 use crate::queue::{GetError, PutError, Queue, now};
+use crate::share::{Sealed, Share, Token, attach_region, region_fd};
+use crate::shm::Region;
 
 /// A [`Queue`] that counts unfinished tasks: every `put` adds one, every
 /// [`task_done`](Self::task_done) ends one, and [`join`](Self::join) waits
@@ -85,8 +87,10 @@ impl<T> JoinableQueue<T> {
 
 impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// A joinable queue of at most `maxsize` messages with the default
-    /// buffer ([`Queue::DEFAULT_BUFFER`]), inherited by children made with
-    /// `fork`.
+    /// buffer ([`Queue::DEFAULT_BUFFER`]), in two new shared regions (the
+    /// queue's and the task counter's, sealed memfds): children made with
+    /// `fork` inherit them, and [`Share::token`] shares them with any other
+    /// process.
     pub fn new(maxsize: usize) -> Result<Self> {
         Self::from_queue(Queue::new(maxsize)?)
     }
@@ -98,7 +102,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     }
 
     fn from_queue(queue: Queue<T>) -> Result<Self> {
-        let region = anonymous(Ok(RawWaitGroup::object_layout()))?;
+        let region = shareable("JoinableQueue", Ok(RawWaitGroup::object_layout()))?;
         // SAFETY: the region is mapped read/write for `len` bytes as long as
         // `self.region` lives, and nobody uses it before this returns.
         let tasks = unsafe { RawWaitGroup::create(region.as_ptr(), region.len(), origin())? };
@@ -106,6 +110,20 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
             queue,
             tasks: NonNull::from(tasks),
             region: Arc::new(region),
+        })
+    }
+
+    /// Attaches to the queue in `queue` and the task counter in `tasks`,
+    /// after checking their headers.
+    fn attach(queue: Region, tasks: Region) -> Result<Self> {
+        let queue = Queue::attach(queue)?;
+        // SAFETY: the region is mapped read/write for `len` bytes as long as
+        // `self.region` lives.
+        let counter = unsafe { RawWaitGroup::attach(tasks.as_ptr(), tasks.len())? };
+        Ok(Self {
+            queue,
+            tasks: NonNull::from(counter),
+            region: Arc::new(tasks),
         })
     }
 
@@ -236,7 +254,8 @@ impl<T> fmt::Debug for SimpleQueue<T> {
 
 impl<T: Serialize + DeserializeOwned + 'static> SimpleQueue<T> {
     /// An empty queue with the default buffer ([`Queue::DEFAULT_BUFFER`]),
-    /// inherited by children made with `fork`.
+    /// in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`] shares it with any other process.
     pub fn new() -> Result<Self> {
         Ok(Self(Queue::new(u32::MAX as usize)?))
     }
@@ -278,5 +297,39 @@ impl<T> crate::wait::sealed::Sealed for JoinableQueue<T> {
 impl<T> crate::wait::sealed::Sealed for SimpleQueue<T> {
     fn look(&self) -> crate::wait::sealed::Look<'_> {
         self.0.look()
+    }
+}
+
+impl<T> Sealed for JoinableQueue<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Share for JoinableQueue<T> {
+    const KIND: &'static str = "JoinableQueue";
+
+    /// A token holding the queue's region and the task counter's.
+    fn token(&self) -> Result<Token<Self>> {
+        Ok(Token::new(vec![
+            region_fd(self.queue.region(), Self::KIND)?,
+            region_fd(&self.region, Self::KIND)?,
+        ]))
+    }
+
+    fn from_token(token: Token<Self>) -> Result<Self> {
+        let [queue, tasks] = token.into_fds::<2>()?;
+        Self::attach(attach_region(queue)?, attach_region(tasks)?)
+    }
+}
+
+impl<T> Sealed for SimpleQueue<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Share for SimpleQueue<T> {
+    const KIND: &'static str = "SimpleQueue";
+
+    fn token(&self) -> Result<Token<Self>> {
+        Ok(Token::new(vec![region_fd(self.0.region(), Self::KIND)?]))
+    }
+
+    fn from_token(token: Token<Self>) -> Result<Self> {
+        let [fd] = token.into_fds::<1>()?;
+        Ok(Self(Queue::attach(attach_region(fd)?)?))
     }
 }

@@ -27,10 +27,12 @@
 //! * [`wait()`]: block until the first of several connections and queues is
 //!   ready to be read ([`wait`](mod@wait) says how).
 //!
-//! Each is created in a parent and used in children made with `fork`
-//! (anonymous shared memory), or created in / attached to a named or memfd
-//! [`shm::Region`] after its header is checked. The uncontended fast path of
-//! every one makes no system call.
+//! Each is created in a parent in a sealed memfd region and used in
+//! children made with `fork`, which inherit it; or in any other process
+//! through a [`Token`] ([`share`]: the memfd's descriptor travels over a
+//! Unix socket, and the header is checked on attach); or created in /
+//! attached to a named or anonymous [`shm::Region`] after its header is
+//! checked. The uncontended fast path of every one makes no system call.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -52,6 +54,7 @@ pub mod process;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod share;
 pub mod shared_memory;
 pub mod shm;
 pub mod socket;
@@ -73,6 +76,7 @@ pub use queue::{CodecError, GetError, PutError, Queue};
 pub use rlock::{RLock, RLockGuard, ReleaseError};
 pub use rustix::io::Errno;
 pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use share::{Share, ShareError, Token, TokenError};
 pub use shared_memory::{OutOfRange, SharedMemory, SharedMemoryError};
 pub use value::{Array, ArrayGuard, OutOfBounds, Value, ValueGuard};
 pub use wait::{Waitable, wait};

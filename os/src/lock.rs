@@ -12,7 +12,7 @@ use mproc_core::mutex::RawMutex;
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
@@ -60,10 +60,11 @@ impl fmt::Debug for Lock {
 }
 
 impl Lock {
-    /// An unlocked lock in a new anonymous shared region, which children made
-    /// with `fork` inherit.
+    /// An unlocked lock in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new() -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawMutex::object_layout()))?)
+        Self::create_in(shareable("Lock", Ok(RawMutex::object_layout()))?)
     }
 
     /// The bytes a region needs to hold a lock.
@@ -168,3 +169,5 @@ impl Drop for LockGuard<'_> {
         unsafe { self.lock.raw().unlock(&Futex) };
     }
 }
+
+crate::share::share_one_region!("Lock", Lock);

@@ -38,6 +38,9 @@ enum CodecErrorKind {
     LengthMismatch,
     /// The value's `Serialize` produced a different length the second time.
     Unstable,
+    /// A [`Token`](crate::share::Token) in the value refused: its file
+    /// descriptors cannot travel this way.
+    Token(String),
 }
 
 impl CodecError {
@@ -63,6 +66,7 @@ impl fmt::Display for CodecError {
             CodecErrorKind::Unstable => f.write_str(
                 "the value's Serialize produced a different length when encoded a second time",
             ),
+            CodecErrorKind::Token(message) => f.write_str(message),
         }
     }
 }
@@ -78,6 +82,15 @@ impl std::error::Error for CodecError {
 
 impl From<postcard::Error> for CodecError {
     fn from(error: postcard::Error) -> Self {
+        // postcard keeps no message for a value's own refusal; a token's
+        // says why it refused (see `crate::share`).
+        if matches!(
+            error,
+            postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom
+        ) && let Some(refusal) = crate::share::take_refusal()
+        {
+            return Self(CodecErrorKind::Token(refusal.to_string()));
+        }
         Self(CodecErrorKind::Postcard(error))
     }
 }

@@ -11,7 +11,7 @@ use mproc_core::mpmc::Mpmc;
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::queue::{GetError, PutError};
 use crate::shm::Region;
@@ -72,10 +72,11 @@ impl<T: ShmSafe> fmt::Debug for PodQueue<T> {
 }
 
 impl<T: ShmSafe> PodQueue<T> {
-    /// A queue of `capacity` slots (at least 1) in a new anonymous shared
-    /// region, which children made with `fork` inherit.
+    /// A queue of `capacity` slots (at least 1) in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(capacity: usize) -> Result<Self> {
-        let region = anonymous(Mpmc::<T>::layout(capacity as u64))?;
+        let region = shareable("PodQueue", Mpmc::<T>::layout(capacity as u64))?;
         Self::create_in(region, capacity)
     }
 
@@ -240,3 +241,5 @@ impl<T: ShmSafe> crate::wait::sealed::Sealed for PodQueue<T> {
         self.ring.watch_pop().into()
     }
 }
+
+crate::share::share_one_region!("PodQueue", PodQueue<T>, [T: ShmSafe]);

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::futex::{Deadline, Futex};
 pub use crate::message::CodecError;
 use crate::message::{self, DecodeStop, EncodeStop};
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
@@ -212,8 +212,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub const DEFAULT_BUFFER: usize = 256 << 10;
 
     /// A queue of at most `maxsize` messages (at least 1, at most
-    /// `u32::MAX`) with a buffer of [`Self::DEFAULT_BUFFER`] bytes, in a new
-    /// anonymous shared region, which children made with `fork` inherit.
+    /// `u32::MAX`) with a buffer of [`Self::DEFAULT_BUFFER`] bytes, in a
+    /// new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(maxsize: usize) -> Result<Self> {
         Self::with_buffer(maxsize, Self::DEFAULT_BUFFER)
     }
@@ -221,7 +223,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// A queue of at most `maxsize` messages with a buffer of at least
     /// `buffer` bytes (rounded up to a power of two, at least 16).
     pub fn with_buffer(maxsize: usize, buffer: usize) -> Result<Self> {
-        let region = anonymous(FrameRing::layout(buffer_size(buffer)))?;
+        let region = shareable("Queue", FrameRing::layout(buffer_size(buffer)))?;
         Self::create_in(region, maxsize)
     }
 
@@ -444,3 +446,5 @@ fn largest_buffer(len: usize) -> u64 {
     }
     buffer
 }
+
+crate::share::share_one_region!("Queue", Queue<T>, [T: Serialize + DeserializeOwned + 'static]);

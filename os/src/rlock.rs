@@ -13,7 +13,7 @@ use mproc_core::rlock::{LockError, RawRLock};
 
 use crate::error::Result;
 use crate::futex::{Deadline, Futex};
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
@@ -71,10 +71,11 @@ impl fmt::Debug for RLock {
 }
 
 impl RLock {
-    /// An unlocked reentrant lock in a new anonymous shared region, which
-    /// children made with `fork` inherit.
+    /// An unlocked reentrant lock in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new() -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawRLock::object_layout()))?)
+        Self::create_in(shareable("RLock", Ok(RawRLock::object_layout()))?)
     }
 
     /// The bytes a region needs to hold a reentrant lock.
@@ -246,3 +247,5 @@ impl Drop for RLockGuard<'_> {
         let _ = self.lock.release();
     }
 }
+
+crate::share::share_one_region!("RLock", RLock);

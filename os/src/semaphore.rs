@@ -13,7 +13,7 @@ use mproc_core::semaphore::{RawBoundedSemaphore, RawSemaphore};
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::origin;
 use crate::shm::Region;
 
@@ -61,10 +61,15 @@ impl Semaphore {
     /// The most permits a semaphore holds: 2^31 - 1 (`SEM_VALUE_MAX`).
     pub const MAX: u32 = RawSemaphore::MAX;
 
-    /// A semaphore holding `permits` (at most [`Self::MAX`]) in a new
-    /// anonymous shared region, which children made with `fork` inherit.
+    /// A semaphore holding `permits` (at most [`Self::MAX`]) in a
+    /// new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(permits: u32) -> Result<Self> {
-        Self::create_in(anonymous(Ok(RawSemaphore::object_layout()))?, permits)
+        Self::create_in(
+            shareable("Semaphore", Ok(RawSemaphore::object_layout()))?,
+            permits,
+        )
     }
 
     /// The bytes a region needs to hold a semaphore.
@@ -193,11 +198,12 @@ impl fmt::Debug for BoundedSemaphore {
 
 impl BoundedSemaphore {
     /// A semaphore holding, and bounded by, `permits` (at most
-    /// [`Semaphore::MAX`]) in a new anonymous shared region, which children
-    /// made with `fork` inherit.
+    /// [`Semaphore::MAX`]) in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(permits: u32) -> Result<Self> {
         Self::create_in(
-            anonymous(Ok(RawBoundedSemaphore::object_layout()))?,
+            shareable("BoundedSemaphore", Ok(RawBoundedSemaphore::object_layout()))?,
             permits,
         )
     }
@@ -291,3 +297,6 @@ impl BoundedSemaphore {
         self.raw().bound()
     }
 }
+
+crate::share::share_one_region!("Semaphore", Semaphore);
+crate::share::share_one_region!("BoundedSemaphore", BoundedSemaphore);

@@ -1,14 +1,17 @@
 //! Shared-memory regions: the memory that mproc objects live in.
 //!
 //! A [`Region`] is one read/write `MAP_SHARED` mapping, unmapped on drop. It
-//! comes in three flavours, from the most to the least preferred:
+//! comes in three flavours:
 //!
-//! * [`Region::anonymous`]: inherited by children created with `fork`; the
-//!   kernel frees it with its last user, so it can never leak.
 //! * [`Region::memfd`]: a `memfd` whose file descriptor can be passed to
 //!   another process (over a Unix socket, or inherited), which maps it with
-//!   [`Region::from_fd`]; freed with the last fd and mapping. The file is
-//!   sealed against shrinking, so a peer cannot make our accesses fault.
+//!   [`Region::from_fd`]; freed with the last fd and mapping, so it can
+//!   never leak. The file is sealed against shrinking, so a peer cannot
+//!   make our accesses fault. Every object's `new()` makes one, so that
+//!   [`Token`](crate::share::Token)s can share it with any process.
+//! * [`Region::anonymous`]: inherited by children created with `fork`
+//!   only; the kernel frees it with its last user. No descriptor to keep
+//!   open, and no way to share it with a process that was not forked.
 //! * [`Region::create_named`] / [`Region::open_named`]: a POSIX shared-memory
 //!   object under `/dev/shm`, for processes that share nothing but a name.
 //!   The name outlives every process unless somebody unlinks it: the creating

@@ -34,8 +34,9 @@ use rustix::process::Signal;
 use crate::error::{Error, Result, os};
 use crate::futex::Deadline;
 
-/// The most file descriptors one message may carry.
-pub const MAX_FDS: usize = 4;
+/// The most file descriptors one message may carry: the kernel's limit
+/// for one `SCM_RIGHTS` control message (`SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
 
 /// Room for the control message of [`MAX_FDS`] descriptors.
 const FD_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));

@@ -12,7 +12,7 @@ use mproc_core::{ShmSafe, TimedOut};
 
 use crate::error::Result;
 use crate::futex::Futex;
-use crate::object::{Mapping, anonymous, deadline};
+use crate::object::{Mapping, deadline, shareable};
 use crate::process::{origin, owner_id};
 use crate::shm::Region;
 
@@ -126,10 +126,11 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for Value<T> {
 }
 
 impl<T: ShmSafe> Value<T> {
-    /// A value holding `value` in a new anonymous shared region, which
-    /// children made with `fork` inherit.
+    /// A value holding `value` in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(value: T) -> Result<Self> {
-        Self::create_in(anonymous(SharedCell::<T>::layout(1))?, value)
+        Self::create_in(shareable("Value", SharedCell::<T>::layout(1))?, value)
     }
 
     /// The bytes a region needs to hold a `Value<T>`.
@@ -261,11 +262,12 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for Array<T> {
 }
 
 impl<T: ShmSafe> Array<T> {
-    /// An array holding a copy of `values` in a new anonymous shared region,
-    /// which children made with `fork` inherit.
+    /// An array holding a copy of `values` in a new shared region (a sealed memfd): children made with `fork`
+    /// inherit it, and [`Share::token`](crate::share::Share::token) shares
+    /// it with any other process.
     pub fn new(values: &[T]) -> Result<Self> {
         Self::create_in(
-            anonymous(SharedCell::<T>::layout(values.len() as u64))?,
+            shareable("Array", SharedCell::<T>::layout(values.len() as u64))?,
             values,
         )
     }
@@ -380,3 +382,6 @@ impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
         &mut self.guard
     }
 }
+
+crate::share::share_one_region!("Value", Value<T>, [T: ShmSafe]);
+crate::share::share_one_region!("Array", Array<T>, [T: ShmSafe]);

@@ -9,8 +9,17 @@
 //! and result types as offsets from [`anchor`], plus the identity of the
 //! program file, which the child checks before it turns an offset back
 //! into a function pointer.
+//!
+//! The arguments may hold [`Token`](mproc_os::share::Token)s: they are
+//! encoded with [`mproc_os::share::encode`], which collects the file
+//! descriptors behind the tokens, and the start method sends those beside
+//! the request (`SCM_RIGHTS`); the child decodes the arguments with the
+//! descriptors it received ([`mproc_os::share::decode`]).
+
+use std::os::fd::OwnedFd;
 
 use mproc_os::pipe::PipeWriter;
+use mproc_os::socket::MAX_FDS;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -32,15 +41,22 @@ fn anchor_address() -> usize {
     anchor as fn() -> u64 as usize
 }
 
-/// The trampoline for `fn(A) -> T`: decodes `A`, runs the function as a
-/// child's body, ends the process.
-type Trampoline = unsafe fn(usize, &[u8], &ChildSetup, u32, PipeWriter) -> !;
+/// The most descriptors the arguments of one child may hold: one message
+/// carries [`MAX_FDS`], and a start through the fork server also carries
+/// the child's output pipe.
+pub(crate) const MAX_ARG_FDS: usize = MAX_FDS - 1;
+
+/// The trampoline for `fn(A) -> T`: decodes `A` (its tokens taking the
+/// descriptors that came with it), runs the function as a child's body,
+/// ends the process.
+type Trampoline = unsafe fn(usize, &[u8], Vec<OwnedFd>, &ChildSetup, u32, PipeWriter) -> !;
 
 /// # Safety
 /// `func` is the address, in this process, of a `fn(A) -> T`.
 unsafe fn trampoline<A, T>(
     func: usize,
     args: &[u8],
+    fds: Vec<OwnedFd>,
     setup: &ChildSetup,
     os_parent: u32,
     output: PipeWriter,
@@ -52,7 +68,7 @@ where
     // SAFETY: `fn(A) -> T` is a pointer-sized function pointer, and the
     // caller promises `func` is the address of one.
     let f = unsafe { core::mem::transmute::<usize, fn(A) -> T>(func) };
-    match postcard::from_bytes::<A>(args) {
+    match mproc_os::share::decode::<A>(args, fds) {
         Ok(args) => child_main(setup.clone(), os_parent, None, output, move || f(args)),
         Err(error) => child_failed(
             setup.clone(),
@@ -71,36 +87,66 @@ pub(crate) struct Request {
     entry: usize,
     /// The user's `fn(A) -> T` as an offset from [`anchor`].
     func: usize,
-    /// `A`, postcard-encoded.
+    /// `A`, postcard-encoded; its tokens hold indices into the descriptors
+    /// that travel beside the request.
     args: Vec<u8>,
+    /// How many descriptors travel beside the request.
+    fds: u32,
     /// [`mproc_os::process::exe_identity`] of the sender.
     exe: [u64; 4],
 }
 
 impl Request {
-    /// The request to run `f(args)`.
-    pub(crate) fn new<A, T>(f: fn(A) -> T, args: &A) -> Result<Request, ProcessError>
+    /// The request to run `f(args)`, and the descriptors of the tokens in
+    /// `args`, to be sent beside it.
+    pub(crate) fn new<A, T>(
+        f: fn(A) -> T,
+        args: &A,
+    ) -> Result<(Request, Vec<OwnedFd>), ProcessError>
     where
         A: Serialize + DeserializeOwned,
         T: Serialize + DeserializeOwned,
     {
-        let args = postcard::to_allocvec(args).map_err(|error| ProcessError::Start {
+        let encoded = mproc_os::share::encode(args).map_err(|error| ProcessError::Start {
             reason: format!("the arguments do not serialize: {error}"),
         })?;
+        if encoded.fds.len() > MAX_ARG_FDS {
+            return Err(ProcessError::Start {
+                reason: format!(
+                    "the arguments hold {} file descriptors (in tokens), over the limit of \
+                     {MAX_ARG_FDS}",
+                    encoded.fds.len()
+                ),
+            });
+        }
+        let fds = encoded.fds.len() as u32;
         let base = anchor_address();
         let entry = trampoline::<A, T> as Trampoline as usize;
-        Ok(Request {
+        let request = Request {
             entry: entry.wrapping_sub(base),
             func: (f as usize).wrapping_sub(base),
-            args,
+            args: encoded.bytes,
+            fds,
             exe: mproc_os::process::exe_identity()?,
-        })
+        };
+        Ok((request, encoded.fds))
+    }
+
+    /// How many descriptors travel beside the request.
+    pub(crate) fn fd_count(&self) -> usize {
+        self.fds as usize
     }
 
     /// Runs the request as the body of the child `setup` describes, and
     /// ends the process. `os_parent` is the process that forked or spawned
-    /// this one.
-    pub(crate) fn run(self, setup: &ChildSetup, os_parent: u32, output: PipeWriter) -> ! {
+    /// this one; `fds` are the descriptors that came beside the request.
+    pub(crate) fn run(
+        self,
+        setup: &ChildSetup,
+        os_parent: u32,
+        output: PipeWriter,
+        fds: Vec<OwnedFd>,
+    ) -> ! {
         match mproc_os::process::exe_identity() {
             Ok(exe) if exe == self.exe => {}
             Ok(_) => child_failed(
@@ -113,6 +159,18 @@ impl Request {
             ),
             Err(error) => child_failed(setup.clone(), os_parent, output, error.to_string()),
         }
+        if fds.len() != self.fd_count() {
+            child_failed(
+                setup.clone(),
+                os_parent,
+                output,
+                format!(
+                    "{} file descriptors came with its arguments instead of {}",
+                    fds.len(),
+                    self.fds
+                ),
+            )
+        }
         let base = anchor_address();
         // SAFETY: `entry` was taken from `trampoline::<A, T>` relative to
         // `anchor` in a process running this very program file (checked
@@ -124,6 +182,7 @@ impl Request {
             trampoline(
                 base.wrapping_add(self.func),
                 &self.args,
+                fds,
                 setup,
                 os_parent,
                 output,

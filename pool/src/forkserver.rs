@@ -29,7 +29,7 @@
 //! | owner → server | fds | server → owner | fds |
 //! |---|---|---|---|
 //! | [`ToServer::Hello`] | none | [`FromServer::Ready`] | none |
-//! | [`ToServer::Start`] | the write end of the child's output pipe | [`FromServer::Started`] | the child's pidfd, the read end of its status socket |
+//! | [`ToServer::Start`] | the descriptors of the tokens in the arguments, then the write end of the child's output pipe | [`FromServer::Started`] | the child's pidfd, the read end of its status socket |
 //! | | | [`FromServer::Failed`] | none |
 //!
 //! The child writes its outcome frame to the output pipe, as every child
@@ -102,8 +102,9 @@ enum ToServer {
         /// (only when the owner started it from its main thread).
         die_with_owner: bool,
     },
-    /// Fork a child that runs `request`; comes with the write end of its
-    /// output pipe.
+    /// Fork a child that runs `request`; comes with the descriptors of the
+    /// tokens in its arguments ([`Request::fd_count`] of them), then the
+    /// write end of its output pipe.
     Start {
         /// Who the child is.
         setup: ChildSetup,
@@ -432,11 +433,13 @@ fn launch(mut slot: Slot) -> Result<Slot, ProcessError> {
 }
 
 /// Start `request` as the child described by `setup`, through the fork
-/// server (starting the server first if needed). Returns the child and the
+/// server (starting the server first if needed), with `fds` (the
+/// descriptors of the tokens in its arguments). Returns the child and the
 /// read end of the pipe its outcome frame arrives on.
 pub(crate) fn start(
     setup: ChildSetup,
     request: Request,
+    fds: Vec<OwnedFd>,
 ) -> Result<(ChildKind, PipeReader), ProcessError> {
     let message = postcard::to_allocvec(&ToServer::Start { setup, request }).map_err(|error| {
         ProcessError::Start {
@@ -472,8 +475,12 @@ pub(crate) fn start(
             reason: "no fork server".to_owned(),
         });
     };
-    let answer = server.exchange(&message, &[writer.as_fd()]);
-    // The child has its copy now (or never will).
+    let mut attached: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    attached.push(writer.as_fd());
+    let answer = server.exchange(&message, &attached);
+    // The child has its copies now (or never will).
+    drop(attached);
+    drop(fds);
     drop(writer);
     let broken = |slot: &mut Slot, reason: String| {
         if let Some(server) = slot.take() {
@@ -599,13 +606,14 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         let mut fds = message.fds;
         let output = fds.pop();
         let request = match (postcard::from_bytes::<ToServer>(&message.bytes), output) {
-            (Ok(ToServer::Start { setup, request }), Some(output)) if fds.is_empty() => {
-                Some((setup, request, output))
+            (Ok(ToServer::Start { setup, request }), Some(output))
+                if fds.len() == request.fd_count() =>
+            {
+                Some((setup, request, output, fds))
             }
             _ => None,
         };
-        drop(fds);
-        let Some((setup, request, output)) = request else {
+        let Some((setup, request, output, fds)) = request else {
             let reason = "a malformed request".to_owned();
             reply(&control, &FromServer::Failed { reason }, &[]);
             continue;
@@ -633,9 +641,11 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 drop(status_writer);
                 drop(children);
                 drop(control);
-                request.run(&setup, me, PipeWriter::from_fd(output))
+                request.run(&setup, me, PipeWriter::from_fd(output), fds)
             }
             Ok(Fork::Parent(child)) => {
+                // The child has its copies: the server keeps none.
+                drop(fds);
                 drop(output);
                 let started = FromServer::Started { pid: child.pid() };
                 reply(&control, &started, &[child.pidfd(), status_reader.as_fd()]);

@@ -7,6 +7,10 @@
 //!   returns what the child returned (any `T: Serialize +
 //!   DeserializeOwned`, sent back with postcard), or a [`ProcessError`] that
 //!   says how it ended instead: exit code, signal, or panic message.
+//! * Shared objects travel to `ForkServer` and `Spawn` children as
+//!   [`Token`](mproc_os::share::Token)s in the arguments of
+//!   [`Builder::spawn_fn`]: their file descriptors are sent beside the
+//!   serialized arguments (`SCM_RIGHTS`).
 //! * [`current_process`], [`parent_process`], [`active_children`],
 //!   [`cpu_count`].
 //! * [`log_to_stderr`]: records prefixed with `[LEVEL/ProcessName]`.

@@ -315,6 +315,15 @@ impl Builder {
     /// [`StartMethod::Spawn`] or [`StartMethod::ForkServer`] start, which
     /// shares no memory with the caller, gets them too.
     ///
+    /// To hand the child a lock, queue, pipe end or any other shared
+    /// object, put its [`Token`](mproc_os::share::Token) in `args`
+    /// ([`Share::token`](mproc_os::share::Share::token)); the child
+    /// attaches it ([`Token::attach`](mproc_os::share::Token::attach)). The
+    /// descriptors behind the tokens travel beside the serialized `args`
+    /// (`SCM_RIGHTS`, at most 252 per child); with [`StartMethod::Fork`]
+    /// the child simply inherits them. `args` is consumed: this process
+    /// keeps no copy of the tokens' descriptors.
+    ///
     /// # Examples
     ///
     /// ```
@@ -328,6 +337,28 @@ impl Builder {
     /// assert_eq!(child.join()?, 42);
     /// # Ok::<(), mproc_pool::ProcessError>(())
     /// ```
+    ///
+    /// With a shared object (any start method; [`StartMethod::Spawn`]
+    /// also needs `mproc::init()` first in `main`):
+    ///
+    /// ```
+    /// use mproc_os::Queue;
+    /// use mproc_os::share::{Share, Token};
+    /// use mproc_pool::{Process, StartMethod};
+    ///
+    /// fn produce((queue, n): (Token<Queue<u64>>, u64)) {
+    ///     let queue = queue.attach().unwrap();
+    ///     (1..=n).for_each(|i| queue.put(i).unwrap());
+    /// }
+    ///
+    /// let queue = Queue::<u64>::new(16)?;
+    /// let mut child = Process::builder()
+    ///     .start_method(StartMethod::Fork)
+    ///     .spawn_fn(produce, (queue.token()?, 3))?;
+    /// child.join()?;
+    /// assert_eq!([queue.get()?, queue.get()?, queue.get()?], [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn spawn_fn<A, T>(self, f: fn(A) -> T, args: A) -> Result<Process<T>, ProcessError>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -336,13 +367,15 @@ impl Builder {
         match self.method() {
             StartMethod::Fork => self.fork(move || f(args)),
             method => {
-                let request = crate::entry::Request::new(f, &args)?;
+                let (request, fds) = crate::entry::Request::new(f, &args)?;
+                // The child gets its own descriptors: ours go with `args`.
+                drop(args);
                 let setup = current::next_child(self.name, self.daemon, false);
                 let (name, identity, daemon) =
                     (setup.name.clone(), setup.identity.clone(), setup.daemon);
                 let (child, output) = match method {
-                    StartMethod::Spawn => crate::spawn::start(setup, request)?,
-                    _ => crate::forkserver::start(setup, request)?,
+                    StartMethod::Spawn => crate::spawn::start(setup, request, fds)?,
+                    _ => crate::forkserver::start(setup, request, fds)?,
                 };
                 Ok(Process::started(
                     child, output, name, identity, daemon, method,

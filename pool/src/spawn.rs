@@ -7,7 +7,9 @@
 //! one end of a Unix socket pair as its stdin. [`init`], first thing in
 //! the new process's `main`, recognizes the first argument, takes the
 //! socket (stdin becomes `/dev/null`), reads one length-prefixed postcard
-//! frame ([`Role`]) and runs the child's `fn`, whose outcome goes back
+//! frame ([`Role`]), with the file descriptors of the tokens in the
+//! arguments attached (`SCM_RIGHTS`), and runs the child's `fn`, whose
+//! outcome goes back
 //! through the same socket; or, with `MPROC_ROLE=forkserver` in its
 //! environment, serves as a fork server on that socket. It never returns
 //! there.
@@ -17,15 +19,15 @@
 //! [`enable_test_support!`](crate::enable_test_support) defines, which
 //! calls [`init`].
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use mproc_os::Errno;
 use mproc_os::pipe::{PipeReader, PipeWriter};
 use mproc_os::process::{Child, exit_now, parent_pid};
+use mproc_os::socket::{Stream, socketpair};
 use serde::{Deserialize, Serialize};
 
 use crate::current::ChildSetup;
@@ -111,9 +113,9 @@ pub fn init() {
     if std::env::var_os(ROLE_ENV).is_some_and(|role| role == ROLE_SERVER) {
         crate::forkserver::serve(channel)
     }
-    let mut stream = UnixStream::from(channel);
-    let (setup, request) = match read_frame(&mut stream) {
-        Ok(Role { setup, request }) => (setup, request),
+    let stream = Stream::from_fd(channel);
+    let (setup, request, fds) = match read_frame(&stream) {
+        Ok((Role { setup, request }, fds)) => (setup, request, fds),
         Err(reason) => {
             mproc_os::process::write_stderr(
                 format!("mproc: a spawned process got no valid start frame: {reason}\n").as_bytes(),
@@ -131,6 +133,7 @@ pub fn init() {
         &setup,
         parent_pid(),
         PipeWriter::from_fd(OwnedFd::from(stream)),
+        fds,
     )
 }
 
@@ -171,53 +174,37 @@ macro_rules! enable_test_support {
 }
 
 /// Reads one start frame: a little-endian `u32` length, then that many
-/// bytes of postcard.
-fn read_frame(stream: &mut UnixStream) -> Result<Role, String> {
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .map_err(|error| format!("reading its length: {error}"))?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_FRAME {
-        return Err(format!("{len} bytes is over the limit of {MAX_FRAME}"));
-    }
-    let mut frame = vec![0u8; len as usize];
-    stream
-        .read_exact(&mut frame)
-        .map_err(|error| format!("reading {len} bytes: {error}"))?;
-    postcard::from_bytes(&frame).map_err(|error| format!("decoding: {error}"))
+/// bytes of postcard, with the descriptors of the arguments' tokens
+/// attached.
+fn read_frame(stream: &Stream) -> Result<(Role, Vec<OwnedFd>), String> {
+    let message = stream
+        .recv_message(MAX_FRAME as usize, None)
+        .map_err(|error| format!("reading it: {error}"))?
+        .ok_or_else(|| "the parent closed the channel first".to_owned())?;
+    let role =
+        postcard::from_bytes(&message.bytes).map_err(|error| format!("decoding: {error}"))?;
+    Ok((role, message.fds))
 }
 
-/// Writes one start frame (see [`read_frame`]).
-fn write_frame(stream: &mut UnixStream, role: &Role) -> Result<(), ProcessError> {
+/// Writes one start frame with `fds` attached (see [`read_frame`]).
+fn write_frame(stream: &Stream, role: &Role, fds: &[BorrowedFd<'_>]) -> Result<(), ProcessError> {
     let frame = postcard::to_allocvec(role).map_err(|error| ProcessError::Start {
         reason: format!("the start frame does not encode: {error}"),
     })?;
-    let len = u32::try_from(frame.len())
-        .ok()
-        .filter(|len| *len <= MAX_FRAME)
-        .ok_or_else(|| ProcessError::Start {
+    if frame.len() > MAX_FRAME as usize {
+        return Err(ProcessError::Start {
             reason: format!(
                 "the arguments take {} bytes, over the limit of {MAX_FRAME}",
                 frame.len()
             ),
-        })?;
-    match stream
-        .write_all(&len.to_le_bytes())
-        .and_then(|()| stream.write_all(&frame))
-    {
+        });
+    }
+    match stream.send_message(&frame, fds) {
         Ok(()) => Ok(()),
         // The new process closed its end without reading: it ran `main`
         // instead of its entry point and is exiting. Its handle reports
         // that when joined (no dispatch mark comes back).
-        Err(error)
-            if matches!(
-                error.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-            ) =>
-        {
-            Ok(())
-        }
+        Err(error) if matches!(error.errno(), Some(Errno::PIPE | Errno::CONNRESET)) => Ok(()),
         Err(error) => Err(ProcessError::Start {
             reason: format!("the new process did not take its start frame: {error}"),
         }),
@@ -255,16 +242,21 @@ fn exec(role: &str, channel: OwnedFd) -> Result<Child, ProcessError> {
     Ok(Child::adopt(pid)?)
 }
 
-/// Starts `request` in a new run of this program.
+/// Starts `request` in a new run of this program, sending `fds` (the
+/// descriptors of the tokens in its arguments) with it.
 pub(crate) fn start(
     setup: ChildSetup,
     request: Request,
+    fds: Vec<OwnedFd>,
 ) -> Result<(ChildKind, PipeReader), ProcessError> {
-    let (mut ours, theirs) = UnixStream::pair().map_err(|error| ProcessError::Start {
-        reason: format!("socketpair: {error}"),
-    })?;
+    let (ours, theirs) = socketpair()?;
     let mut child = exec(ROLE_CHILD, OwnedFd::from(theirs))?;
-    if let Err(error) = write_frame(&mut ours, &Role { setup, request }) {
+    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    let sent = write_frame(&ours, &Role { setup, request }, &borrowed);
+    // The child has its copies now (or never will).
+    drop(borrowed);
+    drop(fds);
+    if let Err(error) = sent {
         let _ = child.kill();
         let _ = child.wait();
         return Err(error);
