@@ -83,14 +83,23 @@ impl Me {
     }
 }
 
-static ME: Mutex<Option<Me>> = Mutex::new(None);
+static ME: OnePage<Mutex<Option<Me>>> = OnePage(Mutex::new(None));
+
+/// A value aligned so that it never straddles two pages (its size is
+/// checked below): the record is written on every start and join, and in
+/// every forked child, and each page a fork shares that a process then
+/// writes costs that process a page fault.
+#[repr(C, align(256))]
+struct OnePage<T>(T);
+
+const _: () = assert!(core::mem::size_of::<OnePage<Mutex<Option<Me>>>>() <= 256);
 
 /// The record of this process, made fresh if there is none yet or the one
 /// there was inherited from a parent.
 ///
 /// Never log while holding it: the logger asks for the name.
 fn me() -> MutexGuard<'static, Option<Me>> {
-    let mut me = ME.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut me = ME.0.lock().unwrap_or_else(PoisonError::into_inner);
     let pid = current_pid();
     if me.as_ref().is_none_or(|me| me.pid != pid) {
         // The parent's children are not ours; dropping their handles here
@@ -243,7 +252,7 @@ pub(crate) fn enter_child(setup: ChildSetup, os_parent: u32, held: Option<Held>)
         parent_name,
         log_level,
     } = setup;
-    let mut guard = held.unwrap_or_else(|| ME.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut guard = held.unwrap_or_else(|| ME.0.lock().unwrap_or_else(PoisonError::into_inner));
     let parent_name = match parent_name {
         Some(name) => name,
         // Forked directly: the record in place is the parent's (it made
@@ -446,6 +455,7 @@ extern "C" fn run_exit_function() {
     // Only in the process that registered it: a child forked by other
     // code and ending with `exit` must not join its parent's children.
     let mine = ME
+        .0
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
