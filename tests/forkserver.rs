@@ -309,6 +309,33 @@ fn single_threaded_owner_forks_its_server() {
 
 /// A server killed under a running child: the child is reported (with
 /// Python's 255) once it ends, and the next start starts a new server.
+/// Sends `SIGINT` to the caller.
+fn interrupt_self(_: ()) -> u32 {
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT).unwrap();
+    std::thread::sleep(WATCHDOG);
+    0
+}
+
+#[test]
+fn ctrl_c_spares_the_server_not_its_children() {
+    // Ctrl-C signals the whole foreground process group: the server
+    // ignores it (as Python's does), its children get it as usual.
+    let _serial = serial();
+    let server = join(&mut start(forked_by, ()));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    // Whatever the server was doing, it goes on serving.
+    assert_eq!(join(&mut start(double, 4)), 8);
+    assert_eq!(join(&mut start(forked_by, ())), server);
+    match join_err(&mut start(interrupt_self, ())) {
+        ProcessError::Signaled { signal: 2, .. } => {}
+        error => panic!("{error}"),
+    }
+}
+
 #[test]
 fn dead_server_is_replaced() {
     let _serial = serial();

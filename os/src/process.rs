@@ -344,6 +344,87 @@ fn with_task_dir<R>(
     f(dir).map_err(os("fstat /proc/self/task"))
 }
 
+/// How a signal was handled before [`ignore_signal`] changed it: restore
+/// it with [`SignalDisposition::restore`] (in a child, say, that should get
+/// the signal as its parent's program would).
+pub struct SignalDisposition {
+    signal: Signal,
+    action: libc::sigaction,
+}
+
+impl fmt::Debug for SignalDisposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalDisposition")
+            .field("signal", &self.signal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ignores `signal` in this process (`SIG_IGN`) and returns how it was
+/// handled before. A fork server does this for `SIGINT`, as Python's does:
+/// Ctrl-C in a terminal reaches the whole foreground process group, and
+/// whether the program stops is for its own handler to decide, not for a
+/// helper process that dies under it.
+///
+/// `sigaction(signal, {SIG_IGN}, &old)`.
+///
+/// # Errors
+///
+/// [`Error::Os`] from `sigaction` (`EINVAL` for `SIGKILL` or `SIGSTOP`).
+///
+/// # References
+///  - [Linux]
+///
+/// [Linux]: https://man7.org/linux/man-pages/man2/sigaction.2.html
+pub fn ignore_signal(signal: Signal) -> Result<SignalDisposition> {
+    // SAFETY: an all-zero `sigaction` is a valid value of the C struct (no
+    // handler, empty mask, no flags).
+    let mut ignore: libc::sigaction = unsafe { core::mem::zeroed() };
+    ignore.sa_sigaction = libc::SIG_IGN;
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: both pointers are to live, initialized `sigaction`s; setting
+    // SIG_IGN installs no code, so nothing can run in a signal context.
+    let rc = unsafe { libc::sigaction(signal.as_raw(), &ignore, &mut old) };
+    if rc != 0 {
+        return Err(Error::Os {
+            call: "sigaction",
+            errno: Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ),
+        });
+    }
+    Ok(SignalDisposition {
+        signal,
+        action: old,
+    })
+}
+
+impl SignalDisposition {
+    /// Puts back the handling [`ignore_signal`] replaced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `sigaction`.
+    pub fn restore(&self) -> Result<()> {
+        // SAFETY: `action` is what the kernel reported for this signal in
+        // this process (or in the process this one was forked from, which
+        // has the same handlers at the same addresses), so installing it
+        // again installs nothing new.
+        let rc =
+            unsafe { libc::sigaction(self.signal.as_raw(), &self.action, core::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(Error::Os {
+                call: "sigaction",
+                errno: Errno::from_raw_os_error(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Whether the caller is the main thread of its process: the thread whose
 /// id is the process id (the one that runs `main`).
 ///

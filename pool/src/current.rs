@@ -454,12 +454,11 @@ pub(crate) fn exit_function() {
 extern "C" fn run_exit_function() {
     // Only in the process that registered it: a child forked by other
     // code and ending with `exit` must not join its parent's children.
-    let mine = ME
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .is_some_and(|me| me.pid == current_pid());
+    let mine =
+        ME.0.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|me| me.pid == current_pid());
     if mine {
         exit_function();
     }

@@ -563,6 +563,11 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             _ => exit_now(EXIT_SERVER_ORPHANED),
         }
     }
+    // Ctrl-C reaches the whole foreground process group: the program
+    // decides whether it stops (and then the server goes with it), the
+    // server does not die under it. Its children get the signal as the
+    // program had it.
+    let interrupt = mproc_os::process::ignore_signal(Signal::INT).ok();
     reply(&control, &FromServer::Ready { pid: me }, &[]);
 
     let mut children: Vec<Served> = Vec::new();
@@ -641,6 +646,10 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 drop(status_writer);
                 drop(children);
                 drop(control);
+                if let Some(interrupt) = &interrupt {
+                    // Without it the child keeps the server's SIG_IGN.
+                    let _ = interrupt.restore();
+                }
                 request.run(&setup, me, PipeWriter::from_fd(output), fds)
             }
             Ok(Fork::Parent(child)) => {
