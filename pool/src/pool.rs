@@ -438,6 +438,7 @@ impl PoolBuilder {
             bell_rung: false,
             completing: 0,
             broken: None,
+            arrived: Vec::new(),
         };
         for _ in 0..processes {
             if let Err(error) = state.start_worker() {
@@ -591,6 +592,10 @@ pub(crate) trait Sink: Send {
         count: usize,
         outcome: ChunkOutcome<'_>,
     ) -> Option<Completion>;
+
+    /// Ends the job with `error` without waiting for the chunks not in
+    /// yet; returns its completion unless it completed already.
+    fn abandon(&mut self, error: PoolError) -> Option<Completion>;
 }
 
 struct State {
@@ -613,6 +618,9 @@ struct State {
     completing: usize,
     /// Set when the pool cannot run tasks any more.
     broken: Option<PoolError>,
+    /// Results frames received and not yet handed to their jobs (the
+    /// chunk, the frame, the worker's pid).
+    arrived: Vec<(Task, Vec<u8>, u32)>,
 }
 
 impl State {
@@ -672,8 +680,22 @@ impl State {
         }
     }
 
-    /// Hands queued chunks to idle workers.
+    /// Hands the results that arrived to their jobs.
+    fn deliver_arrived(&mut self, done: &mut Vec<Completion>) {
+        for (task, frame, pid) in std::mem::take(&mut self.arrived) {
+            let payload = &frame[1..];
+            self.deliver(task, ChunkOutcome::Results { payload, pid }, done);
+        }
+    }
+
+    /// Hands queued chunks to idle workers, then the results that arrived
+    /// to their jobs.
     fn dispatch(&mut self, done: &mut Vec<Completion>) {
+        self.hand_out(done);
+        self.deliver_arrived(done);
+    }
+
+    fn hand_out(&mut self, done: &mut Vec<Completion>) {
         if matches!(self.status, Status::Terminated | Status::Joined) {
             return;
         }
@@ -689,18 +711,23 @@ impl State {
                 return;
             };
             // An idle worker has nothing to say unless its initializer
-            // failed or it is gone: look before giving it work.
-            match self.workers[index].link.recv_bytes_timeout(Duration::ZERO) {
-                Err(RecvError::Empty) => {}
-                Ok(frame) => {
-                    self.received(index, frame, done);
-                    self.refill(done);
-                    continue;
-                }
-                Err(_) => {
-                    self.lost(index, done);
-                    self.refill(done);
-                    continue;
+            // failed or it is gone: look before giving it work. (`wait`
+            // looks without spinning, as a receive with a zero timeout
+            // would before it gives up.)
+            let link: &dyn Waitable = &*self.workers[index].link;
+            if !wait(&[link], Some(Duration::ZERO)).is_empty() {
+                match self.workers[index].link.recv_bytes_timeout(Duration::ZERO) {
+                    Err(RecvError::Empty) => {}
+                    Ok(frame) => {
+                        self.received(index, frame, done);
+                        self.refill(done);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.lost(index, done);
+                        self.refill(done);
+                        continue;
+                    }
                 }
             }
             let Some(chunk) = self.queue.pop_front() else {
@@ -743,8 +770,9 @@ impl State {
                 };
                 worker.done += 1;
                 let retire = self.maxtasks.is_some_and(|max| worker.done >= max);
-                let payload = &frame[1..];
-                self.deliver(task, ChunkOutcome::Results { payload, pid }, done);
+                // Decoded after the next dispatch, so that the worker gets
+                // its next chunk first.
+                self.arrived.push((task, frame, pid));
                 if retire {
                     self.retire(index);
                 }
@@ -833,6 +861,7 @@ impl State {
 
     /// Fails every chunk, queued or held, with `error`.
     fn fail_all(&mut self, error: &PoolError, done: &mut Vec<Completion>) {
+        self.deliver_arrived(done);
         while let Some(chunk) = self.queue.pop_front() {
             self.deliver(chunk.task, ChunkOutcome::Failed(error.clone()), done);
         }
@@ -927,7 +956,7 @@ impl Shared {
         &self,
         chunks: Vec<(Vec<u8>, usize, usize)>,
         sink: Box<dyn Sink>,
-    ) -> Result<(), PoolError> {
+    ) -> Result<u64, PoolError> {
         let mut state = self.lock();
         state.check_running()?;
         let job = state.next_job;
@@ -941,7 +970,39 @@ impl Shared {
         state.dispatch(&mut done);
         self.ring(&mut state);
         drop(self.complete(state, done));
-        Ok(())
+        Ok(job)
+    }
+
+    /// Queues one more chunk of `job` (submitted already); false if the
+    /// job is gone (terminated, or failed as a whole).
+    fn extend(&self, job: u64, (frame, start, count): (Vec<u8>, usize, usize)) -> bool {
+        let mut state = self.lock();
+        if !state.jobs.contains_key(&job) {
+            return false;
+        }
+        let task = Task { job, start, count };
+        let mut done = Vec::new();
+        match state.broken.clone() {
+            Some(error) => state.deliver(task, ChunkOutcome::Failed(error), &mut done),
+            None => {
+                state.queue.push_back(Chunk { task, frame });
+                state.dispatch(&mut done);
+                self.ring(&mut state);
+            }
+        }
+        drop(self.complete(state, done));
+        true
+    }
+
+    /// Ends `job` with `error`, whatever of it is still to come.
+    fn abandon(&self, job: u64, error: PoolError) {
+        let mut state = self.lock();
+        let mut done = Vec::new();
+        if let Some(mut sink) = state.jobs.remove(&job) {
+            done.extend(sink.abandon(error));
+        }
+        self.progress.notify_all();
+        drop(self.complete(state, done));
     }
 
     /// Makes progress until `done` holds or `deadline` passes (false then;
@@ -999,8 +1060,14 @@ impl Shared {
             let ready = self.await_ready(&busy, remaining);
             state = self.lock();
             state.driving = false;
-            state.bell_rung = false;
-            while self.bell.try_recv().is_ok() {}
+            if std::mem::take(&mut state.bell_rung) {
+                // Rung once per wait: one message (never a receive on an
+                // empty pipe, which would spin before it gives up).
+                let bell: &dyn Waitable = &self.bell;
+                if !wait(&[bell], Some(Duration::ZERO)).is_empty() {
+                    let _ = self.bell.try_recv();
+                }
+            }
             let mut finished = Vec::new();
             for index in ready {
                 if let Some((id, _)) = busy.get(index) {
@@ -1062,8 +1129,10 @@ impl Shared {
         let mut done = Vec::new();
         state.fail_all(&PoolError::Terminated, &mut done);
         state.kill_all();
-        // Jobs with chunks nowhere any more (none, unless a sink kept one).
-        state.jobs.clear();
+        // Jobs whose chunks were not all submitted yet.
+        for (_, mut sink) in std::mem::take(&mut state.jobs) {
+            done.extend(sink.abandon(PoolError::Terminated));
+        }
         self.ring(&mut state);
         self.progress.notify_all();
         drop(self.complete(state, done));
@@ -1074,25 +1143,6 @@ impl Shared {
 /// per worker, rounded up.
 fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(4 * processes).max(1)
-}
-
-/// Encodes `items` into task frames of `chunksize` items for `runner`.
-fn encode_chunks<A: Serialize>(
-    runner: Runner,
-    func: usize,
-    items: &[A],
-    chunksize: usize,
-) -> Result<Vec<(Vec<u8>, usize, usize)>, PoolError> {
-    let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
-    for (index, chunk) in items.chunks(chunksize).enumerate() {
-        let mut frame = TaskFrame::new(runner, func, size_of_val(chunk));
-        for item in chunk {
-            frame.push(item).map_err(PoolError::encode)?;
-        }
-        let (frame, count) = frame.finish();
-        chunks.push((frame, index * chunksize, count));
-    }
-    Ok(chunks)
 }
 
 impl Pool {
@@ -1603,18 +1653,39 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize =
             chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let chunks = encode_chunks(runner, func, &items, chunksize)?;
-        drop(items);
+        let mut chunks = items.chunks(chunksize).enumerate();
         let cell = Arc::new(ResultCell::new());
-        let sink = MapSink::new(cell.clone(), callbacks, chunks.len(), chunksize);
-        if chunks.is_empty() {
+        let mut sink = MapSink::new(cell.clone(), callbacks, chunks.len(), chunksize);
+        let encode = |(index, chunk): (usize, &[A])| -> Result<_, PoolError> {
+            let mut frame = TaskFrame::new(runner, func, size_of_val(chunk));
+            for item in chunk {
+                frame.push(item).map_err(PoolError::encode)?;
+            }
+            let (frame, count) = frame.finish();
+            Ok((frame, index * chunksize, count))
+        };
+        // The first chunks go to the workers at once; the others are
+        // encoded while the workers run those.
+        let Some(first) = chunks.next() else {
             self.shared.lock().check_running()?;
-            let mut sink = sink;
             if let Some(completion) = sink.empty() {
                 completion();
             }
-        } else {
-            self.shared.submit(chunks, Box::new(sink))?;
+            return Ok(AsyncResult::new(self.shared.clone(), cell));
+        };
+        let job = self.shared.submit(vec![encode(first)?], Box::new(sink))?;
+        for chunk in chunks {
+            match encode(chunk) {
+                Ok(chunk) => {
+                    if !self.shared.extend(job, chunk) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    self.shared.abandon(job, error);
+                    break;
+                }
+            }
         }
         Ok(AsyncResult::new(self.shared.clone(), cell))
     }

@@ -219,6 +219,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
         }
         Some(completion(cell, callbacks, result))
     }
+
+    fn abandon(&mut self, error: PoolError) -> Option<Completion> {
+        let (cell, callbacks) = self.target.take()?;
+        Some(completion(cell, callbacks, Err(error)))
+    }
 }
 
 /// A job of many items in chunks ([`Pool::map_async`]): the chunks'
@@ -312,6 +317,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
             }
         };
         Some(completion(cell, callbacks, result))
+    }
+
+    fn abandon(&mut self, error: PoolError) -> Option<Completion> {
+        let (cell, callbacks) = self.target.take()?;
+        Some(completion(cell, callbacks, Err(error)))
     }
 }
 
@@ -494,6 +504,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ImapSink<R> {
         }
         Some(Box::new(|| {}))
     }
+
+    fn abandon(&mut self, _: PoolError) -> Option<Completion> {
+        // Its items failed with the chunk, or were never submitted.
+        None
+    }
 }
 
 /// The lazy results of [`Pool::imap`] and [`Pool::imap_unordered`]: an
@@ -603,7 +618,7 @@ where
                 .shared()
                 .submit(vec![(frame, self.submitted, count)], Box::new(sink))
             {
-                Ok(()) => self.submitted += count,
+                Ok(_) => self.submitted += count,
                 Err(error) => {
                     self.failure.get_or_insert(error);
                     self.input_done = true;
