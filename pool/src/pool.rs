@@ -18,7 +18,7 @@
 //!   hands it to an idle worker at once (or queues it), and a thread that
 //!   waits for a result ([`AsyncResult::get`], [`Pool::map`], an [`IMap`],
 //!   [`Pool::join`], ...) *drives* the pool while it waits: it waits with
-//!   [`mproc_os::wait`] on the connections of the busy workers, collects
+//!   [`mproc_os::wait()`] on the connections of the busy workers, collects
 //!   whatever results arrive (its own or anybody's), hands queued tasks to
 //!   the workers that became idle, and replaces workers that died or
 //!   retired. One thread drives at a time; the others sleep on a condition
@@ -34,7 +34,7 @@
 //! * **Failures are values.** A task that panics fails with its message
 //!   ([`PoolError::Panicked`]) and the worker goes on. A worker that dies
 //!   (killed by a signal, or calling `std::process::exit`) closes its end
-//!   of the connection with its exit: [`mproc_os::wait`] reports that end
+//!   of the connection with its exit: [`mproc_os::wait()`] reports that end
 //!   as ready (looking at dead peers at least every 64 ms), the pool reaps
 //!   the worker, fails exactly the task it held with
 //!   [`PoolError::WorkerKilled`] or [`PoolError::WorkerExited`] (its pid,
@@ -474,10 +474,56 @@ impl PoolBuilder {
 ///
 /// A task that panics, or whose worker is killed or exits, fails with a
 /// [`PoolError`] saying so; the pool replaces the worker and the other
-/// tasks go on. See the [module docs](self) for how work moves without a
+/// tasks go on. See [below](#how-work-moves) for how work moves without a
 /// thread of the pool's own.
 ///
 /// `Pool` is `Sync`: threads may share one and submit and wait at once.
+///
+/// # How work moves
+///
+/// * **Workers.** Each worker is a [`Process`] started with
+///   [`Builder::spawn_fn`](crate::Builder::spawn_fn) (by default through the
+///   single-threaded fork server, [`StartMethod::ForkServer`], so a pool
+///   made or refilled from a multi-threaded program forks nothing but the
+///   server). Its only tie to the pool is one duplex
+///   [`Connection`](mproc_os::Connection) made by the pool and handed over
+///   as a [`Token`](mproc_os::share::Token) among its arguments. A
+///   worker holds at most one task (a chunk of items) at a time: it reads a task, runs its items, writes their results,
+///   and reads again.
+/// * **No threads.** The pool starts no thread of its own. Work moves
+///   forward in the threads that call into the pool: submitting a task
+///   hands it to an idle worker at once (or queues it), and a thread that
+///   waits for a result ([`AsyncResult::get`], [`Pool::map`], an [`IMap`],
+///   [`Pool::join`], ...) *drives* the pool while it waits: it waits with
+///   [`mproc_os::wait()`] on the connections of the busy workers, collects
+///   whatever results arrive (its own or anybody's), hands queued tasks to
+///   the workers that became idle, and replaces workers that died or
+///   retired. One thread drives at a time; the others sleep on a condition
+///   variable and are woken by each batch of progress, and one of them
+///   takes over when the driver has what it waited for. So results are
+///   collected, and callbacks run, while some thread waits on the pool:
+///   a callback runs on the thread that drives at that moment, before the
+///   result it is given counts as ready (as in Python, where the pool's
+///   result thread calls it). [`AsyncResult::ready`] makes one
+///   non-blocking pass. Nothing can deadlock on a hidden thread, and a
+///   result is handed from a worker to the thread that waits for it with
+///   no extra hop.
+/// * **Failures are values.** A task that panics fails with its message
+///   ([`PoolError::Panicked`]) and the worker goes on. A worker that dies
+///   (killed by a signal, or calling `std::process::exit`) closes its end
+///   of the connection with its exit: [`mproc_os::wait()`] reports that end
+///   as ready (looking at dead peers at least every 64 ms), the pool reaps
+///   the worker, fails exactly the task it held with
+///   [`PoolError::WorkerKilled`] or [`PoolError::WorkerExited`] (its pid,
+///   its signal or code), and starts a replacement.
+/// * **Back-pressure.** [`Pool::imap`] and [`Pool::imap_unordered`] pull
+///   their input only as results are taken: at most
+///   `2 × processes × chunksize` items are in flight, so an endless input
+///   works.
+///
+/// A chunk is the unit of failure when a worker dies: with a `chunksize`
+/// above 1, every item of the chunk the worker held fails (the items are
+/// reported together when the whole chunk is done).
 ///
 /// # Examples
 ///
@@ -1261,8 +1307,8 @@ impl Pool {
     }
 
     /// [`apply_async`](Pool::apply_async) with callbacks, run with the
-    /// result (or the error) before it counts as ready; see the [module
-    /// docs](self) for which thread runs them.
+    /// result (or the error) before it counts as ready; see the [pool
+    /// docs](Pool#how-work-moves) for which thread runs them.
     ///
     /// # Errors
     /// As [`apply_async`](Pool::apply_async).

@@ -71,7 +71,7 @@ impl<R> ResultCell<R> {
 /// Functions run with a job's result (`on_success`) or error (`on_error`)
 /// once it is done, before the result counts as ready (Python's
 /// `callback` and `error_callback`). They run on whichever thread drives
-/// the pool at that moment (see the [module docs](super)), outside its
+/// the pool at that moment (see the [pool docs](Pool#how-work-moves)), outside its
 /// lock, so they may submit more work; they should be quick.
 ///
 /// # Examples
@@ -327,7 +327,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
 
 /// A pending result of a [`Pool`] job (Python's `AsyncResult`).
 ///
-/// Waiting on it drives the pool (see the [module docs](super)): a thread
+/// Waiting on it drives the pool (see the [pool docs](Pool#how-work-moves)): a thread
 /// in `get` or `wait` collects whatever the workers finished, not only
 /// this result.
 ///
