@@ -34,7 +34,7 @@
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
 //! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
-//!   process tree, logging.
+//!   process tree, logging, and the worker [`Pool`].
 //!
 //! # Python → mproc
 //!
@@ -45,6 +45,11 @@
 //! | subclassing `Process` | [`Run`], [`Builder::start`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `Process(target=f, args=(lock, queue))` under `spawn` / `forkserver`: the objects are pickled and their fds passed | [`Builder::spawn_fn`]`(f, (lock.token()?, queue.token()?))` with any start method: [`Share::token`] makes a serde [`Token`], whose fds travel beside the arguments; the child calls [`Token::attach`], which checks kind and element type ([`share`]) |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild)`, `with Pool() as pool:` | [`Pool::new`]`(n)`, [`Pool::builder`] ([`PoolBuilder`]: `processes`, `initializer(f, args)`, `maxtasksperchild`, `start_method`, default [`StartMethod::ForkServer`]); dropping the pool terminates it |
+//! | `pool.map(f, xs, chunksize)`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async`, `starmap_async`, `callback` / `error_callback` | the same verbs on [`Pool`]; tasks are `fn` items (non-capturing closures coerce) with serde arguments; `chunksize` through [`Pool::chunksize`] ([`Chunked`]), callbacks through `*_with` and [`Callbacks`]; [`IMap`] pulls its input lazily (endless inputs work) and yields a `Result` per item |
+//! | `AsyncResult`: `get(timeout)`, `wait(timeout)`, `ready`, `successful` | [`AsyncResult`]: `get`, `get_timeout` ([`PoolError::Timeout`]), `wait`, `wait_timeout`, `ready`, `successful` (`None` until ready) |
+//! | `pool.close()`, `join()`, `terminate()` | the same; `join` before `close` is [`PoolError::StillRunning`] |
+//! | a worker killed mid-task hangs the pool forever; an exception fails the task | a task whose worker is killed or exits fails with [`PoolError::WorkerKilled`] / [`PoolError::WorkerExited`] (pid, signal or code), a panic with [`PoolError::Panicked`]; the worker is replaced and every other task completes |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
@@ -110,9 +115,10 @@ pub use mproc_os::{
 // pipes), which the facade does not re-export.
 pub use mproc_os::connection::{pipe, pipe_simplex};
 pub use mproc_pool::{
-    Builder, ParentProcess, Process, ProcessError, ProcessInfo, Run, StartMethod, active_children,
-    cpu_count, current_process, enable_test_support, init, log_to_stderr, parent_process,
-    set_start_method, start_method,
+    AsyncResult, Builder, Callbacks, Chunked, IMap, ParentProcess, Pool, PoolBuilder, PoolError,
+    Process, ProcessError, ProcessInfo, Run, StarTask, StartMethod, active_children, cpu_count,
+    current_process, enable_test_support, init, log_to_stderr, parent_process, set_start_method,
+    start_method,
 };
 
 /// The code blocks of `README.md`, compiled and run as doctests.

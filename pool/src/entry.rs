@@ -41,6 +41,19 @@ fn anchor_address() -> usize {
     anchor as fn() -> u64 as usize
 }
 
+/// The offset of the code at `address` from [`anchor`]: what another
+/// process of this program turns back into the same code with
+/// [`code_address`].
+pub(crate) fn code_offset(address: usize) -> usize {
+    address.wrapping_sub(anchor_address())
+}
+
+/// The address, in this process, of the code at `offset` from [`anchor`]
+/// (an offset taken by [`code_offset`] in a process of this program).
+pub(crate) fn code_address(offset: usize) -> usize {
+    anchor_address().wrapping_add(offset)
+}
+
 /// The most descriptors the arguments of one child may hold: one message
 /// carries [`MAX_FDS`], and a start through the fork server also carries
 /// the child's output pipe.

@@ -11,6 +11,10 @@
 //!   [`Token`](mproc_os::share::Token)s in the arguments of
 //!   [`Builder::spawn_fn`]: their file descriptors are sent beside the
 //!   serialized arguments (`SCM_RIGHTS`).
+//! * [`Pool`]: Python's `Pool` of worker processes (`map`, `imap`,
+//!   `apply_async`, ...), tasks given as `fn` items with serde arguments; a
+//!   task whose worker panics, is killed or exits fails with a
+//!   [`PoolError`] saying so, and the pool replaces the worker.
 //! * [`current_process`], [`parent_process`], [`active_children`],
 //!   [`cpu_count`].
 //! * [`log_to_stderr`]: records prefixed with `[LEVEL/ProcessName]`.
@@ -26,6 +30,7 @@ mod current;
 mod entry;
 mod forkserver;
 mod logging;
+mod pool;
 mod process;
 mod spawn;
 
@@ -33,6 +38,7 @@ pub use current::{
     ParentProcess, ProcessInfo, active_children, cpu_count, current_process, parent_process,
 };
 pub use logging::log_to_stderr;
+pub use pool::{AsyncResult, Callbacks, Chunked, IMap, Pool, PoolBuilder, PoolError, StarTask};
 pub use process::{
     Builder, Process, ProcessError, Run, StartMethod, set_start_method, start_method,
 };

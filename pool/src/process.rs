@@ -831,7 +831,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
 }
 
 /// The message of a panic payload (`&str` or `String`, as `panic!` makes).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

@@ -1,0 +1,389 @@
+//! What travels between a [`Pool`](super::Pool) and its workers, and the
+//! worker's loop.
+//!
+//! Each worker has one duplex [`Connection`] to the pool, used with
+//! `send_bytes` / `recv_bytes` only. Requests and replies alternate: the
+//! pool sends a frame only to a worker that holds no task, so a worker
+//! never has to read while it writes, nor the pool the other way round.
+//!
+//! | pool → worker | bytes |
+//! |---|---|
+//! | task | [`TASK`], the runner's code offset (`u64` LE), the function's code offset (`u64` LE), the item count (`u32` LE), then each item's arguments, postcard-encoded one after the other |
+//! | stop | [`STOP`] |
+//!
+//! | worker → pool | bytes |
+//! |---|---|
+//! | results | [`RESULTS`], then one postcard [`Item`] per item of the task, in order |
+//! | initializer failed | [`INIT_FAILED`], then the panic message (UTF-8); the worker then exits |
+//!
+//! Code offsets are taken from one function of the program
+//! ([`crate::entry::code_offset`]): a worker runs the very program file of
+//! its pool (checked when it starts, for `ForkServer` and `Spawn`; a copy
+//! of the same process image, for `Fork`), so the same offset is the same
+//! function there.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use mproc_os::Connection;
+use mproc_os::share::Token;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{code_address, code_offset};
+use crate::process::panic_message;
+
+/// One worker's connection to its pool: frames of bytes.
+pub(super) type Link = Connection<Vec<u8>>;
+
+/// First byte of a task frame.
+pub(super) const TASK: u8 = 1;
+/// First byte (and all) of a stop frame.
+pub(super) const STOP: u8 = 2;
+/// First byte of a results frame.
+pub(super) const RESULTS: u8 = 1;
+/// First byte of an initializer-failed frame.
+pub(super) const INIT_FAILED: u8 = 2;
+
+/// Bytes of a task frame before its items.
+const TASK_HEADER: usize = 1 + 8 + 8 + 4;
+
+/// Runs the items of a task: decodes `count` arguments from `payload`,
+/// calls the function on each and appends one [`Item`] per argument to
+/// `out`.
+///
+/// # Safety
+/// `func` is what the runner expects: for [`run_fn::<A, R>`], the address
+/// of a `fn(A) -> R` in this process; [`run_star`] ignores it.
+pub(super) type Runner = unsafe fn(func: usize, payload: &[u8], count: u32, out: &mut Vec<u8>);
+
+/// What became of one item of a task.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Item<R> {
+    /// The function returned this.
+    Done(R),
+    /// The function panicked with this message.
+    Panicked(String),
+    /// The arguments did not decode in the worker.
+    BadArgs(String),
+    /// The result did not encode in the worker.
+    BadResult(String),
+}
+
+/// A postcard flavor that appends to a `Vec` (postcard's own `AllocVec`
+/// starts a new one).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`, postcard-encoded, to `out`; on an error `out` is left
+/// as it was.
+pub(super) fn append<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> postcard::Result<()> {
+    let mark = out.len();
+    let result = postcard::serialize_with_flavor(value, Append(out));
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    result
+}
+
+/// A task frame under construction: the header, then items appended one
+/// by one.
+pub(super) struct TaskFrame {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl TaskFrame {
+    /// A frame for `runner` running the function at `func` (0 when the
+    /// runner ignores it).
+    pub(super) fn new(runner: Runner, func: usize, capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(TASK_HEADER + capacity);
+        bytes.push(TASK);
+        bytes.extend_from_slice(&(code_offset(runner as usize) as u64).to_le_bytes());
+        let func = if func == 0 { 0 } else { code_offset(func) };
+        bytes.extend_from_slice(&(func as u64).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        Self { bytes, count: 0 }
+    }
+
+    /// Appends one item's arguments.
+    pub(super) fn push<A: Serialize + ?Sized>(&mut self, args: &A) -> postcard::Result<()> {
+        append(&mut self.bytes, args)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The finished frame, and how many items it holds.
+    pub(super) fn finish(mut self) -> (Vec<u8>, usize) {
+        self.bytes[TASK_HEADER - 4..TASK_HEADER].copy_from_slice(&self.count.to_le_bytes());
+        (self.bytes, self.count as usize)
+    }
+}
+
+/// Decodes the `count` items of a results frame's payload, handing each to
+/// `push` in order; an item that does not decode ends the walk with its
+/// error for it and every item after it.
+pub(super) fn decode_items<R: DeserializeOwned>(
+    mut payload: &[u8],
+    count: usize,
+    mut push: impl FnMut(Result<R, ItemError>),
+) {
+    for done in 0..count {
+        match postcard::take_from_bytes::<Item<R>>(payload) {
+            Ok((item, rest)) => {
+                payload = rest;
+                push(match item {
+                    Item::Done(value) => Ok(value),
+                    Item::Panicked(message) => Err(ItemError::Panicked(message)),
+                    Item::BadArgs(reason) => Err(ItemError::BadArgs(reason)),
+                    Item::BadResult(reason) => Err(ItemError::BadResult(reason)),
+                });
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                (done..count).for_each(|_| push(Err(ItemError::Undecodable(reason.clone()))));
+                return;
+            }
+        }
+    }
+}
+
+/// Why one item has no value (the pool adds the worker's pid).
+pub(super) enum ItemError {
+    Panicked(String),
+    BadArgs(String),
+    BadResult(String),
+    Undecodable(String),
+}
+
+/// The runner of a `fn(A) -> R`.
+///
+/// # Safety
+/// `func` is the address of a `fn(A) -> R` in this process.
+pub(super) unsafe fn run_fn<A, R>(func: usize, payload: &[u8], count: u32, out: &mut Vec<u8>)
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    // SAFETY: `fn(A) -> R` is a pointer-sized function pointer, and the
+    // caller promises `func` is the address of one.
+    let f = unsafe { core::mem::transmute::<usize, fn(A) -> R>(func) };
+    run_items(payload, count, out, f);
+}
+
+/// The runner of a zero-sized callable `F` taking the elements of `Args`
+/// as its arguments ([`StarTask`]); `func` is not used: the runner is
+/// made for `F` alone.
+pub(super) fn run_star<F, Args>(_func: usize, payload: &[u8], count: u32, out: &mut Vec<u8>)
+where
+    F: StarTask<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    const {
+        assert!(
+            core::mem::size_of::<F>() == 0,
+            "a pool task must be a fn item or a closure that captures nothing"
+        );
+    }
+    // SAFETY: `F` is zero-sized (asserted above) and `Copy`: it has no
+    // bytes to initialize and no destructor, and the pool that sent this
+    // task held a value of it, so it is inhabited. Making one here is the
+    // same as copying that value, which `Copy` allows.
+    let f = unsafe { core::mem::zeroed::<F>() };
+    run_items(payload, count, out, move |args: Args| f.call(args));
+}
+
+fn run_items<A, R>(mut payload: &[u8], count: u32, out: &mut Vec<u8>, f: impl Fn(A) -> R)
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    for done in 0..count {
+        let args = match postcard::take_from_bytes::<A>(payload) {
+            Ok((args, rest)) => {
+                payload = rest;
+                args
+            }
+            Err(error) => {
+                let item = Item::<()>::BadArgs(error.to_string());
+                for _ in done..count {
+                    push_failure(out, &item);
+                }
+                return;
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(args))) {
+            Ok(value) => {
+                if let Err(error) = append(out, &Item::Done(&value)) {
+                    push_failure(out, &Item::<()>::BadResult(error.to_string()));
+                }
+            }
+            Err(payload) => push_failure(out, &Item::<()>::Panicked(panic_message(&*payload))),
+        }
+    }
+}
+
+/// Appends an item that holds no value (its encoding does not depend on
+/// the result type).
+fn push_failure(out: &mut Vec<u8>, item: &Item<()>) {
+    // A `String` always encodes; only an allocation failure could stop it.
+    let _ = append(out, item);
+}
+
+/// A callable run by [`Pool::starmap`](super::Pool::starmap): a fn item or a
+/// closure that captures nothing, taking the elements of the tuple `Args`
+/// as its arguments (Python's `starmap` calls `f(*args)`). Implemented for
+/// every such callable of 1 to 6 arguments.
+///
+/// Unlike the `fn(A) -> R` pointers the other verbs take, the callable
+/// itself does not travel: its type does, which is why it must be
+/// zero-sized (a capturing closure is refused at compile time).
+///
+/// # Examples
+///
+/// ```
+/// use mproc_pool::{Pool, StartMethod};
+///
+/// fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+///
+/// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
+/// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+/// assert_eq!(pool.starmap(|a: i8, b: i8, c: i8| a * b * c, [(1, 2, 3)])?, [6]);
+/// # Ok::<(), mproc_pool::PoolError>(())
+/// ```
+pub trait StarTask<Args>: Copy + Send + 'static + sealed::Sealed<Args> {
+    /// What the callable returns.
+    type Output;
+
+    /// Calls the callable with the elements of `args`.
+    fn call(self, args: Args) -> Self::Output;
+}
+
+mod sealed {
+    /// Keeps [`StarTask`](super::StarTask) to the implementations below.
+    pub trait Sealed<Args> {}
+}
+
+macro_rules! star_task {
+    ($($arg:ident),+) => {
+        impl<F, R, $($arg),+> sealed::Sealed<($($arg,)+)> for F
+        where
+            F: Fn($($arg),+) -> R + Copy + Send + 'static,
+        {
+        }
+
+        impl<F, R, $($arg),+> StarTask<($($arg,)+)> for F
+        where
+            F: Fn($($arg),+) -> R + Copy + Send + 'static,
+        {
+            type Output = R;
+
+            #[allow(non_snake_case)]
+            fn call(self, ($($arg,)+): ($($arg,)+)) -> R {
+                self($($arg),+)
+            }
+        }
+    };
+}
+
+star_task!(A1);
+star_task!(A1, A2);
+star_task!(A1, A2, A3);
+star_task!(A1, A2, A3, A4);
+star_task!(A1, A2, A3, A4, A5);
+star_task!(A1, A2, A3, A4, A5, A6);
+
+/// The initializer a worker runs first: a `fn(I)` as a code offset, and
+/// its arguments.
+#[derive(Serialize, Deserialize)]
+pub(super) struct InitCall<I> {
+    pub(super) func: usize,
+    pub(super) args: I,
+}
+
+/// What a worker is started with.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "I: Serialize + DeserializeOwned")]
+pub(super) struct WorkerArgs<I> {
+    /// The worker's end of its connection.
+    pub(super) link: Token<Link>,
+    /// The pool's initializer, if it has one.
+    pub(super) init: Option<InitCall<I>>,
+}
+
+/// The offset to put in an [`InitCall`] for `f`.
+pub(super) fn init_offset<I>(f: fn(I)) -> usize {
+    code_offset(f as usize)
+}
+
+/// The body of a pool worker: runs the initializer, then the tasks that
+/// arrive, until a stop frame arrives or the pool is gone.
+pub(super) fn worker_main<I: Serialize + DeserializeOwned>(args: WorkerArgs<I>) {
+    let link = match args.link.attach() {
+        Ok(link) => link,
+        Err(error) => panic!("a pool worker cannot attach its connection: {error}"),
+    };
+    if let Some(InitCall { func, args }) = args.init {
+        // SAFETY: `func` was taken by `init_offset` from a `fn(I)` in the
+        // pool's process, which runs this very program (see the module
+        // docs), so the same offset is that function here.
+        let f = unsafe { core::mem::transmute::<usize, fn(I)>(code_address(func)) };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(args))) {
+            let mut frame = vec![INIT_FAILED];
+            frame.extend_from_slice(panic_message(&*payload).as_bytes());
+            let _ = link.send_bytes(&frame);
+            return;
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        // An error: the pool is gone (or its frames are garbage): stop.
+        let Ok(frame) = link.recv_bytes() else { return };
+        let Some(header) = frame.get(..TASK_HEADER).filter(|h| h[0] == TASK) else {
+            return;
+        };
+        let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+        let (runner, func) = (word(1) as usize, word(9) as usize);
+        let count = u32::from_le_bytes(header[17..21].try_into().unwrap_or([0; 4]));
+        out.clear();
+        out.push(RESULTS);
+        // SAFETY: the runner's offset was taken by `TaskFrame::new` from a
+        // `Runner` in the pool's process, which runs this very program
+        // (see the module docs), so the same offset is that runner here;
+        // `func` is the offset of the function that runner was made for,
+        // taken the same way (0, not used, for `run_star`).
+        unsafe {
+            let runner = core::mem::transmute::<usize, Runner>(code_address(runner));
+            let func = if func == 0 { 0 } else { code_address(func) };
+            runner(func, &frame[TASK_HEADER..], count, &mut out);
+        }
+        if link.send_bytes(&out).is_err() {
+            return;
+        }
+        // Do not hold on to a huge buffer between tasks.
+        if out.capacity() > 1 << 20 {
+            out = Vec::new();
+        }
+    }
+}
