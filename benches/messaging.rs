@@ -30,6 +30,10 @@
 //!     `Pipe` uses), framed as `raw_pipe`.
 //!   - `raw_pipe`: two `pipe(2)`s (what Python's `Pipe(duplex=False)`
 //!     uses), framed as above.
+//!   - `shm_spin_floor` (`u64` only): a value bounced across two cache
+//!     lines of shared memory, both sides spinning: not a channel but the
+//!     floor a round trip across cores costs on this machine (it moves with
+//!     where the host puts the two CPUs).
 //!
 //! Typed channels take their messages by value, so their producers make
 //! each one from the payload (`clone`), as a program sending new data
@@ -48,12 +52,14 @@ use std::fs::File;
 use std::hint::black_box;
 use std::io::{BufReader, IoSlice, Read};
 use std::os::fd::OwnedFd;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use crossbeam_utils::CachePadded;
 use ipc_channel::ipc;
-use mproc::{Process, Queue, Semaphore, Value, pipe};
+use mproc::{Process, Queue, Region, Semaphore, Value, pipe};
 use rustix::thread::{CpuSet, sched_setaffinity};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -467,6 +473,61 @@ fn round_trip<M: Message, I: Message>(c: &mut Criterion, w: &Workload) {
     group.finish();
 }
 
+/// Two cache lines in shared memory: the parent writes `ping`, the child
+/// echoes it in `pong`.
+#[repr(C)]
+struct PingPong {
+    ping: CachePadded<AtomicU64>,
+    pong: CachePadded<AtomicU64>,
+}
+
+/// The floor of a round trip across cores: a value bounced across two
+/// cache lines, both sides spinning.
+fn shm_spin_floor(c: &mut Criterion) {
+    let region = Arc::new(Region::anonymous(size_of::<PingPong>()).expect("a region"));
+    let lines = |region: &Region| -> &PingPong {
+        // SAFETY: the region starts page-aligned and is zeroed (two zero
+        // atomics); the reference lives no longer than the borrow of the
+        // region, which stays mapped while it is borrowed.
+        unsafe { region.as_ptr().cast::<PingPong>().as_ref() }
+    };
+    let mut child = fork({
+        let region = region.clone();
+        move || {
+            let lines = lines(&region);
+            let mut last = 0;
+            loop {
+                // Acquire/Release: nothing rides on the values; the
+                // orderings are those a real hand-off would use.
+                let n = lines.ping.load(Ordering::Acquire);
+                if n == last {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if n == STOP {
+                    return;
+                }
+                lines.pong.store(n, Ordering::Release);
+                last = n;
+            }
+        }
+    });
+    let pair = lines(&region);
+    let mut n = 0;
+    c.benchmark_group("pipe_round_trip_u64")
+        .bench_function("shm_spin_floor", |b| {
+            b.iter(|| {
+                n += 1;
+                pair.ping.store(n, Ordering::Release);
+                while pair.pong.load(Ordering::Acquire) != n {
+                    std::hint::spin_loop();
+                }
+            })
+        });
+    pair.ping.store(STOP, Ordering::Release);
+    child.join().expect("the echoing child");
+}
+
 /// Seconds per iteration of `id`, this run's median.
 fn median(id: &str) -> Option<f64> {
     common::median(id)
@@ -579,6 +640,12 @@ fn report() {
         line += &format!(" {}", cell(p, 12, 2));
         println!("{line}");
     }
+    if let Some(floor) = rt("u64", "shm_spin_floor") {
+        println!(
+            "{:<34} {floor:>12.2}  (two cache lines bounced, spinning: this machine's floor)",
+            "floor"
+        );
+    }
     println!(
         "{:<34} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "  mproc Pipe is x times faster",
@@ -667,6 +734,7 @@ fn main() {
     one_way::<Vec<u8>, ByteBuf>(&mut c, &kib);
     one_way::<Vec<u8>, ByteBuf>(&mut c, &mib);
     round_trip::<u64, u64>(&mut c, &u64_load);
+    shm_spin_floor(&mut c);
     round_trip::<Vec<u8>, ByteBuf>(&mut c, &kib);
     c.final_summary();
     // `--profile-time` runs the routines without measuring them: there is
