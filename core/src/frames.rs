@@ -22,11 +22,23 @@
 //! | `head`       | position released by readers        | `ASLEEP`: a writer sleeps for space |
 //! | `aborted`    | position where the last cut frame stops | `CUT`: a frame was cut there    |
 //!
-//! | word           | meaning                                              |
-//! |----------------|------------------------------------------------------|
-//! | `messages`     | frames begun by writers and not yet read to their end |
-//! | `max_messages` | the bound on `messages` (fixed at creation)           |
-//! | `closed`       | 1 once the ring is closed                            |
+//! | word           | changed by     | meaning                                          |
+//! |----------------|----------------|--------------------------------------------------|
+//! | `begun`        | writers        | frames begun by writers (wrapping)               |
+//! | `ended`        | readers        | frames read to their end by readers (wrapping)   |
+//! | `head_seen`    | writers        | the head as the last writer read it              |
+//! | `tail_seen`    | readers        | the tail as the last reader read it              |
+//! | `max_messages` | the creator    | the bound on `begun - ended`, the frames in the ring |
+//! | `closed`       | `close`        | 1 once the ring is closed                        |
+//!
+//! Each side's words (its lock, its count, its view of the other side's
+//! position) share a cache line that only that side changes, and `tail`
+//! and `head` have a line each, so a writer and a reader that keep up
+//! with each other touch each other's lines only to pass positions: a
+//! writer reads `head` and `ended` again only when the values it saw last
+//! leave too little room, and a reader reads `tail` again only when the
+//! value it saw last shows no frame. Seen values lag behind the real ones,
+//! which only grow, so they never show room or frames that are not there.
 //!
 //! Each side publishes its position with one `swap` (Release: the bytes are
 //! written, or read, before the position moves), which also tells it
@@ -112,42 +124,74 @@ type Byte = UnsafeCell<u8>;
 pub struct FrameState {
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
+    writers: CachePadded<WriterSide>,
+    readers: CachePadded<ReaderSide>,
     ctl: CachePadded<Control>,
 }
 
-/// The words writers and readers share besides the positions.
+/// The words only a writer holding the writer lock changes.
+#[derive(Debug)]
+#[repr(C)]
+struct WriterSide {
+    lock: RawMutex,
+    /// Frames begun since the ring was created, wrapping.
+    begun: AtomicU32,
+    /// `ended` as a writer last read it: at most the real one.
+    ended_seen: AtomicU32,
+    reserved: AtomicU32,
+    /// `head` as a writer last read it: at most the real one.
+    head_seen: AtomicU64,
+}
+
+/// The words only a reader holding the reader lock changes.
+#[derive(Debug)]
+#[repr(C)]
+struct ReaderSide {
+    lock: RawMutex,
+    /// Frames read to their end since the ring was created, wrapping.
+    ended: AtomicU32,
+    /// `tail` as a reader last read it: at most the real one.
+    tail_seen: AtomicU64,
+}
+
+/// The words writers and readers share besides the positions, changed
+/// rarely: on a sleep or wake-up, a close, a cut frame.
 #[derive(Debug)]
 #[repr(C)]
 struct Control {
-    writer: RawMutex,
-    reader: RawMutex,
     epochs: Epochs,
-    messages: AtomicU32,
     max_messages: AtomicU32,
     closed: AtomicU32,
-    reserved: AtomicU32,
     aborted: AtomicU64,
 }
 
 #[cfg(not(loom))]
 mod pinned {
-    use super::{Byte, Control, FrameState};
+    use super::{Byte, Control, FrameState, ReaderSide, WriterSide};
     use core::mem::offset_of;
     use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
 
-    assert_eq_size!(Control, [u64; 5]);
-    const_assert_eq!(offset_of!(Control, writer), 0);
-    const_assert_eq!(offset_of!(Control, reader), 4);
-    const_assert_eq!(offset_of!(Control, epochs), 8);
-    const_assert_eq!(offset_of!(Control, messages), 16);
-    const_assert_eq!(offset_of!(Control, max_messages), 20);
-    const_assert_eq!(offset_of!(Control, closed), 24);
-    const_assert_eq!(offset_of!(Control, aborted), 32);
-    assert_eq_size!(FrameState, [u8; 384]);
+    assert_eq_size!(WriterSide, [u64; 3]);
+    const_assert_eq!(offset_of!(WriterSide, lock), 0);
+    const_assert_eq!(offset_of!(WriterSide, begun), 4);
+    const_assert_eq!(offset_of!(WriterSide, ended_seen), 8);
+    const_assert_eq!(offset_of!(WriterSide, head_seen), 16);
+    assert_eq_size!(ReaderSide, [u64; 2]);
+    const_assert_eq!(offset_of!(ReaderSide, lock), 0);
+    const_assert_eq!(offset_of!(ReaderSide, ended), 4);
+    const_assert_eq!(offset_of!(ReaderSide, tail_seen), 8);
+    assert_eq_size!(Control, [u64; 3]);
+    const_assert_eq!(offset_of!(Control, epochs), 0);
+    const_assert_eq!(offset_of!(Control, max_messages), 8);
+    const_assert_eq!(offset_of!(Control, closed), 12);
+    const_assert_eq!(offset_of!(Control, aborted), 16);
+    assert_eq_size!(FrameState, [u8; 640]);
     assert_eq_align!(FrameState, crate::layout::CachePadded<u8>);
     const_assert_eq!(offset_of!(FrameState, tail), 0);
     const_assert_eq!(offset_of!(FrameState, head), 128);
-    const_assert_eq!(offset_of!(FrameState, ctl), 256);
+    const_assert_eq!(offset_of!(FrameState, writers), 256);
+    const_assert_eq!(offset_of!(FrameState, readers), 384);
+    const_assert_eq!(offset_of!(FrameState, ctl), 512);
     assert_eq_size!(Byte, u8);
 }
 
@@ -331,14 +375,20 @@ impl FrameRing {
         unsafe {
             init_u64(&raw mut (*state).tail.0, 0);
             init_u64(&raw mut (*state).head.0, 0);
+            let writers = &raw mut (*state).writers.0;
+            RawMutex::init(NonNull::new_unchecked(&raw mut (*writers).lock));
+            init_u32(&raw mut (*writers).begun, 0);
+            init_u32(&raw mut (*writers).ended_seen, 0);
+            init_u32(&raw mut (*writers).reserved, 0);
+            init_u64(&raw mut (*writers).head_seen, 0);
+            let readers = &raw mut (*state).readers.0;
+            RawMutex::init(NonNull::new_unchecked(&raw mut (*readers).lock));
+            init_u32(&raw mut (*readers).ended, 0);
+            init_u64(&raw mut (*readers).tail_seen, 0);
             let ctl = &raw mut (*state).ctl.0;
-            RawMutex::init(NonNull::new_unchecked(&raw mut (*ctl).writer));
-            RawMutex::init(NonNull::new_unchecked(&raw mut (*ctl).reader));
             Epochs::init(&raw mut (*ctl).epochs);
-            init_u32(&raw mut (*ctl).messages, 0);
             init_u32(&raw mut (*ctl).max_messages, max_messages);
             init_u32(&raw mut (*ctl).closed, 0);
-            init_u32(&raw mut (*ctl).reserved, 0);
             init_u64(&raw mut (*ctl).aborted, 0);
             // Outside loom the bytes are plain memory that is already
             // initialized (any contents are valid bytes).
@@ -409,6 +459,41 @@ impl FrameRing {
         &self.state().ctl
     }
 
+    #[inline]
+    fn writers(&self) -> &WriterSide {
+        &self.state().writers
+    }
+
+    #[inline]
+    fn readers(&self) -> &ReaderSide {
+        &self.state().readers
+    }
+
+    /// Frames in the ring (`begun - ended`) with `ended` read now, for a
+    /// writer holding the lock, which remembers it in `ended_seen`.
+    #[inline]
+    fn count_fresh(&self) -> u32 {
+        let writers = self.writers();
+        // Acquire pairs with the Release store in `end_frame`.
+        let ended = self.readers().ended.load(Ordering::Acquire);
+        writers.ended_seen.store(ended, Ordering::Relaxed);
+        writers.begun.load(Ordering::Relaxed).wrapping_sub(ended)
+    }
+
+    /// Frames in the ring for a writer holding the lock: from the `ended`
+    /// it saw last while that shows room for one more, read again
+    /// otherwise. Never fewer than there are.
+    #[inline]
+    fn count_for_writer(&self) -> u32 {
+        let writers = self.writers();
+        let begun = writers.begun.load(Ordering::Relaxed);
+        let count = begun.wrapping_sub(writers.ended_seen.load(Ordering::Relaxed));
+        if count < self.max_messages {
+            return count;
+        }
+        self.count_fresh()
+    }
+
     /// Bytes in the ring.
     pub fn capacity(&self) -> usize {
         self.capacity as usize
@@ -422,10 +507,17 @@ impl FrameRing {
     /// Messages in the ring, counting one being written or read (a
     /// snapshot).
     pub fn len(&self) -> usize {
-        self.ctl()
-            .messages
-            .load(Ordering::Relaxed)
-            .min(self.max_messages) as usize
+        // `ended` first, with Acquire (pairs with the Release store in
+        // `end_frame`): the frames it counts were begun before, so `begun`
+        // read after it is at least as large.
+        let ended = self.readers().ended.load(Ordering::Acquire);
+        let begun = self.writers().begun.load(Ordering::Acquire);
+        let count = begun.wrapping_sub(ended);
+        // "Below zero" only in a ring a peer wrote garbage into.
+        if count > u32::MAX / 2 {
+            return 0;
+        }
+        count.min(self.max_messages) as usize
     }
 
     /// Whether the ring holds no message (a snapshot).
@@ -492,7 +584,7 @@ impl FrameRing {
             // Closed and drained, as `begin_read` sees it.
             let drained = || {
                 ctl.closed.load(Ordering::Acquire) != 0
-                    && !ctl.writer.is_locked()
+                    && !self.writers().lock.is_locked()
                     && state.tail.load(Ordering::Acquire) & !ASLEEP == head
             };
             if drained() {
@@ -613,26 +705,37 @@ impl FrameRing {
         if ctl.closed.load(Ordering::Acquire) != 0 {
             return Err(BeginWriteError::Closed);
         }
-        ctl.writer
+        let writers = self.writers();
+        writers
+            .lock
             .lock(w, id, deadline)
             .map_err(|_| BeginWriteError::Full)?;
         // The previous writer's last swap happened before its unlock, which
         // happened before our lock: we see the tail it published.
         let tail = self.state().tail.load(Ordering::Relaxed) & !ASLEEP;
+        // The head the last writer saw, which it read with Acquire before
+        // its unlock and our lock: enough if it leaves room for the length.
+        let seen = writers.head_seen.load(Ordering::Relaxed);
+        let mut stale = !(seen <= tail && tail - seen <= self.capacity - FRAME_HEADER);
         let mut round = 0;
         let head = loop {
             if ctl.closed.load(Ordering::Acquire) != 0 {
                 self.unlock_writer(w);
                 return Err(BeginWriteError::Closed);
             }
-            // Acquire pairs with the reader's Release swap: its reads of the
-            // bytes we are about to overwrite are done.
-            let head_word = self.state().head.load(Ordering::Acquire);
-            let head = head_word & !ASLEEP;
+            let head = if stale {
+                // Acquire pairs with the reader's Release swap: its reads of
+                // the bytes we are about to overwrite are done.
+                self.state().head.load(Ordering::Acquire) & !ASLEEP
+            } else {
+                seen
+            };
+            stale = true;
             let room = self.capacity.saturating_sub(tail.wrapping_sub(head));
-            // Acquire: a lower count was decremented, and a cut was
-            // acknowledged, before the reader's swap of `head`.
-            let messages = ctl.messages.load(Ordering::Acquire);
+            // A frame's end (a higher `ended`) and a cut's acknowledgment
+            // are stored with Release before the reader's swap of `head`;
+            // the loads below are Acquire.
+            let messages = self.count_for_writer();
             let cut_pending = ctl.aborted.load(Ordering::Acquire) & CUT != 0;
             if head > tail || tail - head > self.capacity {
                 self.unlock_writer(w);
@@ -654,7 +757,7 @@ impl FrameRing {
             let woken = || {
                 ctl.closed.load(Ordering::Acquire) != 0
                     || room_ok
-                        && ctl.messages.load(Ordering::Acquire) < max
+                        && self.count_fresh() < max
                         && ctl.aborted.load(Ordering::Acquire) & CUT == 0
             };
             if sleep(
@@ -673,7 +776,10 @@ impl FrameRing {
             }
         };
         // Only writers holding the lock raise the count, so the bound holds.
-        ctl.messages.fetch_add(1, Ordering::Relaxed);
+        let begun = writers.begun.load(Ordering::Relaxed);
+        writers
+            .begun
+            .store(begun.wrapping_add(1), Ordering::Relaxed);
         // SAFETY: we hold the writer lock and `room >= FRAME_HEADER` bytes
         // after the tail are free.
         unsafe { self.copy_in(tail, &(len as u32).to_le_bytes()) };
@@ -695,7 +801,7 @@ impl FrameRing {
     fn unlock_writer<W: Wait>(&self, w: &W) {
         let ctl = self.ctl();
         // SAFETY: only called by the holder of the writer lock.
-        unsafe { ctl.writer.unlock(w) };
+        unsafe { self.writers().lock.unlock(w) };
         if ctl.closed.load(Ordering::Acquire) != 0 {
             Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
         }
@@ -711,60 +817,21 @@ impl FrameRing {
         id: OwnerId,
         deadline: Option<W::Deadline>,
     ) -> Result<FrameReader<'a, W>, BeginReadError> {
-        let ctl = self.ctl();
-        ctl.reader
+        let readers = self.readers();
+        readers
+            .lock
             .lock(w, id, deadline)
             .map_err(|_| BeginReadError::Empty)?;
         // The previous reader's last swap happened before its unlock, which
         // happened before our lock: we see the head it released.
         let head = self.state().head.load(Ordering::Relaxed) & !ASLEEP;
-        let mut round = 0;
-        let tail = loop {
-            // Acquire pairs with the writer's Release swap: the bytes up to
-            // the tail are written.
-            let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
-            let ready = tail.wrapping_sub(head);
-            if tail < head || ready > self.capacity || (ready > 0 && ready < FRAME_HEADER) {
-                self.unlock_reader(w);
-                return Err(BeginReadError::Corrupted);
-            }
-            if ready >= FRAME_HEADER {
-                break tail;
-            }
-            // Closed and drained: nothing published is left, and no writer
-            // is in the middle of a frame (one that takes the lock now sees
-            // `closed` and gives up).
-            if ctl.closed.load(Ordering::Acquire) != 0 && !ctl.writer.is_locked() {
-                let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
-                if tail == head {
-                    self.unlock_reader(w);
-                    return Err(BeginReadError::Closed);
-                }
-                continue;
-            }
-            if round < w.spin_rounds() {
-                w.relax(round);
-                round += 1;
-                continue;
-            }
-            // Woken for a close only once no writer is in the middle of a
-            // frame: a writer that gives up its lock on a closed ring wakes
-            // us (`unlock_writer`).
-            let drained = || ctl.closed.load(Ordering::Acquire) != 0 && !ctl.writer.is_locked();
-            if sleep(
-                w,
-                true,
-                &self.state().tail,
-                &ctl.epochs.items,
-                tail,
-                drained,
-                deadline,
-            )
-            .is_err()
-            {
-                self.unlock_reader(w);
-                return Err(BeginReadError::Empty);
-            }
+        // The tail the last reader saw, which it read with Acquire before its
+        // unlock and our lock: enough if it shows a frame's length.
+        let seen = readers.tail_seen.load(Ordering::Relaxed);
+        let tail = if seen >= head + FRAME_HEADER && seen - head <= self.capacity {
+            seen
+        } else {
+            self.wait_frame(w, head, deadline)?
         };
         let mut len = [0; FRAME_HEADER as usize];
         // SAFETY: we hold the reader lock and the header's bytes lie between
@@ -783,9 +850,69 @@ impl FrameRing {
         })
     }
 
+    /// Waits, holding the reader lock, until the tail is a frame's length
+    /// past `head`, and returns it; gives up the lock on an error.
+    fn wait_frame<W: Wait>(
+        &self,
+        w: &W,
+        head: u64,
+        deadline: Option<W::Deadline>,
+    ) -> Result<u64, BeginReadError> {
+        let ctl = self.ctl();
+        let mut round = 0;
+        loop {
+            // Acquire pairs with the writer's Release swap: the bytes up to
+            // the tail are written.
+            let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
+            let ready = tail.wrapping_sub(head);
+            if tail < head || ready > self.capacity || (ready > 0 && ready < FRAME_HEADER) {
+                self.unlock_reader(w);
+                return Err(BeginReadError::Corrupted);
+            }
+            if ready >= FRAME_HEADER {
+                return Ok(tail);
+            }
+            // Closed and drained: nothing published is left, and no writer
+            // is in the middle of a frame (one that takes the lock now sees
+            // `closed` and gives up).
+            if ctl.closed.load(Ordering::Acquire) != 0 && !self.writers().lock.is_locked() {
+                let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
+                if tail == head {
+                    self.unlock_reader(w);
+                    return Err(BeginReadError::Closed);
+                }
+                continue;
+            }
+            if round < w.spin_rounds() {
+                w.relax(round);
+                round += 1;
+                continue;
+            }
+            // Woken for a close only once no writer is in the middle of a
+            // frame: a writer that gives up its lock on a closed ring wakes
+            // us (`unlock_writer`).
+            let drained =
+                || ctl.closed.load(Ordering::Acquire) != 0 && !self.writers().lock.is_locked();
+            if sleep(
+                w,
+                true,
+                &self.state().tail,
+                &ctl.epochs.items,
+                tail,
+                drained,
+                deadline,
+            )
+            .is_err()
+            {
+                self.unlock_reader(w);
+                return Err(BeginReadError::Empty);
+            }
+        }
+    }
+
     fn unlock_reader<W: Wait>(&self, w: &W) {
         // SAFETY: only called by the holder of the reader lock.
-        unsafe { self.ctl().reader.unlock(w) };
+        unsafe { self.readers().lock.unlock(w) };
     }
 }
 
@@ -1044,8 +1171,17 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
         }
         self.publish();
         self.done = true;
+        self.remember_head();
         self.ring.unlock_writer(self.w);
         Ok(())
+    }
+
+    /// Leaves the head we saw to the next writer (we hold the lock).
+    fn remember_head(&self) {
+        self.ring
+            .writers()
+            .head_seen
+            .store(self.head, Ordering::Relaxed);
     }
 
     /// Cuts the frame (see the [module docs](self)) and releases the
@@ -1054,13 +1190,19 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
         self.done = true;
         let ring = self.ring;
         let ctl = ring.ctl();
+        self.remember_head();
         if self.pos == self.end {
             // Every byte is written: the frame is whole after all.
             self.publish();
         } else if self.published == self.start {
-            // Nothing of the frame is visible: forget it. Only writers wait
-            // for the count to drop, and we hold their lock.
-            ctl.messages.fetch_sub(1, Ordering::Relaxed);
+            // Nothing of the frame is visible, so no reader counted it:
+            // forget it. Only writers wait for the count to drop, and we
+            // hold their lock.
+            let begun = &ring.writers().begun;
+            begun.store(
+                begun.load(Ordering::Relaxed).wrapping_sub(1),
+                Ordering::Relaxed,
+            );
         } else {
             // Release: a reader that sees the tail below (Acquire) sees the
             // cut too.
@@ -1191,7 +1333,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
             // (Acquire: the last writer's publishing is visible) and still
             // no data and no cut, the frame can never be completed. Only a
             // ring whose words a peer overwrote gets here; drop the frame.
-            if !self.ring.ctl().writer.is_locked() {
+            if !self.ring.writers().lock.is_locked() {
                 if self.ready() > 0 {
                     return Ok(());
                 }
@@ -1389,9 +1531,17 @@ impl<'a, W: Wait> FrameReader<'a, W> {
         }
         self.state = ReadState::Done;
         // Lower the count before the head moves: a writer waiting for the
-        // bound re-reads the count after it sees the head move (the swap in
-        // `release` is Release).
-        ring.ctl().messages.fetch_sub(1, Ordering::Release);
+        // bound re-reads the count after it sees the head move (the swap
+        // below is Release). Release pairs with the Acquire loads of
+        // `ended` by writers and `len`. Only readers holding the lock
+        // change `ended`.
+        let readers = ring.readers();
+        let ended = readers.ended.load(Ordering::Relaxed);
+        readers
+            .ended
+            .store(ended.wrapping_add(1), Ordering::Release);
+        // The next reader starts from the tail we saw.
+        readers.tail_seen.store(self.tail, Ordering::Relaxed);
         // The frame's end always moves the head (a frame has at least its
         // length), so a writer waiting on the head is woken.
         let state = ring.state();

@@ -781,9 +781,8 @@ impl Inbox {
 
     fn recv_bytes(&self, socket: &Stream, until: Until) -> Result<Vec<u8>, RecvError> {
         self.receive(socket, until, |reader| {
-            let mut bytes = vec![0; reader.len() as usize];
-            reader.read_until(&mut bytes, Some(Until::Never))?;
-            Ok(bytes)
+            let len = reader.len();
+            message::read_to_vec(reader, len, Some(Until::Never))
         })
     }
 

@@ -303,11 +303,14 @@ fn read_byte_string<W: Wait>(
                 postcard::Error::DeserializeBadVarint.into(),
             ));
         }
-        let mut byte = [0];
-        reader.read_until(&mut byte, deadline)?;
-        n |= u64::from(byte[0] & 0x7f) << shift;
+        let Some(&byte) = reader.available().first() else {
+            reader.wait_until(deadline)?;
+            continue;
+        };
+        reader.consume(1);
+        n |= u64::from(byte & 0x7f) << shift;
         shift += 7;
-        if byte[0] & 0x80 == 0 {
+        if byte & 0x80 == 0 {
             break;
         }
     }
@@ -322,20 +325,33 @@ fn read_byte_string<W: Wait>(
 /// more memory than the bytes actually there.
 const ALLOC_STEP: u64 = 64 << 20;
 
-/// Reads the next `n` payload bytes into a new vector, waiting for the
-/// writer until `deadline` at most.
-fn read_to_vec<W: Wait>(
+/// Reads the next `n` payload bytes (at most what is left of the frame)
+/// into a new vector, waiting for the writer until `deadline` at most.
+///
+/// Each byte is copied once, from the ring straight into the vector's
+/// spare capacity: the vector is never zero-filled first.
+pub(crate) fn read_to_vec<W: Wait>(
     reader: &mut FrameReader<'_, W>,
     n: u64,
     deadline: Option<W::Deadline>,
 ) -> Result<Vec<u8>, DecodeStop> {
-    let mut bytes = vec![0; n.min(ALLOC_STEP) as usize];
-    reader.read_until(&mut bytes, deadline)?;
+    assert!(n <= reader.remaining(), "read past the end of the frame");
+    let mut bytes = Vec::with_capacity(n.min(ALLOC_STEP) as usize);
     while (bytes.len() as u64) < n {
-        let start = bytes.len();
-        let step = (n - start as u64).min(ALLOC_STEP) as usize;
-        bytes.resize(start + step, 0);
-        reader.read_until(&mut bytes[start..], deadline)?;
+        let left = n - bytes.len() as u64;
+        let chunk = reader.available();
+        if chunk.is_empty() {
+            // Not at the frame's end (`left <= remaining`): data comes, or
+            // the writer cuts the frame.
+            reader.wait_until(deadline)?;
+            continue;
+        }
+        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if bytes.capacity() - bytes.len() < take {
+            bytes.reserve_exact(left.min(ALLOC_STEP) as usize);
+        }
+        bytes.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
     }
     Ok(bytes)
 }
