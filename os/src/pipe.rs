@@ -134,7 +134,22 @@ impl PipeWriter {
     ///  - [Linux `write`]
     ///
     /// [Linux `write`]: https://man7.org/linux/man-pages/man2/write.2.html
-    pub fn write_all(&self, mut bytes: &[u8]) -> Result<()> {
+    #[inline]
+    pub fn write_all(&self, bytes: &[u8]) -> Result<()> {
+        // One `write` is the common case (a child's result fits in the
+        // pipe): inlined, so that a forked child does not map another page
+        // of code for it.
+        match rustix::io::write(&self.0, bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(n) => self.write_rest(&bytes[n..]),
+            Err(_) => self.write_rest(bytes),
+        }
+    }
+
+    /// The rest of [`write_all`](PipeWriter::write_all): retries, and waits
+    /// while the pipe is full.
+    #[cold]
+    fn write_rest(&self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
             match rustix::io::write(&self.0, bytes) {
                 Ok(n) => bytes = &bytes[n..],

@@ -354,15 +354,22 @@ pub(crate) fn hold() -> Slot {
 /// server (closing this process's copies of its descriptors, so the server
 /// still sees its owner leave) and releases the lock if the parent held it
 /// across the fork (`slot`), or takes it if the parent had one thread.
-#[inline]
+///
+/// Inlined into the forking code: a page of code a forked child runs is a
+/// page it has to map, so the common case (no server ever started) costs
+/// the child a load and nothing else.
+#[inline(always)]
 pub(crate) fn release_in_child(slot: Option<Slot>) {
-    let mut slot = match slot {
-        Some(slot) => slot,
-        // Acquire pairs with the Release store in `launch`; a record
-        // filled after the fork is not in this copy of memory anyway.
-        None if !EVER_STARTED.load(Ordering::Acquire) => return,
-        None => SERVER.lock().unwrap_or_else(PoisonError::into_inner),
-    };
+    // Acquire pairs with the Release store in `launch`; a record filled
+    // after the fork is not in this copy of memory anyway.
+    if slot.is_some() || EVER_STARTED.load(Ordering::Acquire) {
+        forget_server_in_child(slot);
+    }
+}
+
+#[cold]
+fn forget_server_in_child(slot: Option<Slot>) {
+    let mut slot = slot.unwrap_or_else(|| SERVER.lock().unwrap_or_else(PoisonError::into_inner));
     let inherited = slot.take();
     drop(slot);
     drop(inherited);
