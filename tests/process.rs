@@ -323,6 +323,94 @@ fn active_children_lists_and_reaps() {
     });
 }
 
+/// More children alive at once than the process's books hold entries for
+/// inline: the rest live on the heap, and all are listed, joined or
+/// reaped alike.
+#[test]
+fn more_live_children_than_the_books_hold_inline() {
+    in_child(|| {
+        std::panic::set_hook(Box::new(|_| {}));
+        Process::spawn(|| 0u8).unwrap().join().unwrap();
+        let fds = open_fds();
+        let go = mproc::Event::new().unwrap();
+        let mut kept = Vec::new();
+        let mut pids = Vec::new();
+        for i in 0..45u32 {
+            let go = go.clone();
+            let child = Process::spawn(move || {
+                assert!(go.wait_timeout(WATCHDOG), "never told to end");
+                i
+            })
+            .unwrap();
+            pids.push(child.pid());
+            // Every third handle is dropped: the registry alone holds it.
+            if i % 3 != 0 {
+                kept.push((i, child));
+            }
+        }
+        let mut listed: Vec<u32> = active_children().iter().map(|c| c.pid()).collect();
+        listed.sort();
+        pids.sort();
+        assert_eq!(listed, pids);
+        go.set();
+        for (i, mut child) in kept {
+            assert_eq!(child.join_timeout(WATCHDOG).unwrap(), i);
+        }
+        let deadline = Instant::now() + WATCHDOG;
+        while !active_children().is_empty() {
+            assert!(Instant::now() < deadline, "children still listed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!has_unreaped_child());
+        assert_eq!(zombie_children(), Vec::<u32>::new());
+        drop(go);
+        assert_eq!(open_fds(), fds, "fds leaked");
+    });
+}
+
+/// A handle moved into a forked closure is not the grandchild's to use:
+/// joining or signalling through it is a clear error, dropping it does
+/// nothing, and the parent still reaps the child.
+#[test]
+fn an_inherited_handle_is_not_the_childs_to_use() {
+    in_child(|| {
+        let go = mproc::Event::new().unwrap();
+        let waiter = go.clone();
+        let sibling = Process::spawn(move || {
+            assert!(waiter.wait_timeout(WATCHDOG), "never told to end");
+        })
+        .unwrap();
+        let sibling_pid = sibling.pid();
+        let mut other = Process::spawn(move || {
+            let mut sibling = sibling;
+            let join = match sibling.join() {
+                Err(ProcessError::NotChild { pid }) => pid,
+                other => panic!("joined a sibling: {other:?}"),
+            };
+            let kill = match sibling.kill() {
+                Err(ProcessError::NotChild { pid }) => pid,
+                other => panic!("signalled through an inherited handle: {other:?}"),
+            };
+            assert!(sibling.is_alive());
+            assert_eq!(sibling.exitcode(), None);
+            drop(sibling);
+            (join, kill, active_children().len())
+        })
+        .unwrap();
+        assert_eq!(other.join().unwrap(), (sibling_pid, sibling_pid, 0));
+        // The parent's copy of the handle went with the closure; the
+        // registry still has the child, which ran on unharmed.
+        assert!(active_children().iter().any(|c| c.pid() == sibling_pid));
+        go.set();
+        let deadline = Instant::now() + WATCHDOG;
+        while !active_children().is_empty() {
+            assert!(Instant::now() < deadline, "children still listed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(zombie_children(), Vec::<u32>::new());
+    });
+}
+
 #[test]
 fn cpu_count_is_positive() {
     assert!(cpu_count() >= 1);

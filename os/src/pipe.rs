@@ -57,33 +57,157 @@ impl PipeReader {
     ///  - [Linux `read`]
     ///
     /// [Linux `read`]: https://man7.org/linux/man-pages/man2/read.2.html
-    pub fn read_available(&self, buf: &mut Vec<u8>) -> Result<Drained> {
-        // Straight into the vector's spare room: a large buffer on the
-        // stack would have to be copied (a page fault per page) while a
-        // freshly forked child still shares the stack. The first read asks
-        // for little: most results are a few bytes, and a small block comes
-        // from the allocator's per-thread cache, where a page-sized one
-        // would be carved from fresh heap pages (a page fault each, as the
-        // last fork write-protected them).
+    pub fn read_available<B: ReadBuffer + ?Sized>(&self, buf: &mut B) -> Result<Drained> {
+        // The first read asks for little: most results are a few bytes.
         const FIRST: usize = 64;
         const CHUNK: usize = 4096;
         let mut chunk = FIRST;
         loop {
-            buf.reserve(chunk);
+            let room = buf.room(chunk);
             chunk = CHUNK;
-            let room = buf.capacity() - buf.len();
-            match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
+            let size = room.len();
+            match rustix::io::read(&self.0, room) {
+                Ok((read, _)) => {
+                    let n = read.len();
+                    if n == 0 {
+                        return Ok(Drained::Closed);
+                    }
+                    // SAFETY: `read` wrote the first `n` bytes of the room.
+                    unsafe { buf.filled(n) };
+                    // A pipe hands over all it holds, up to the room given:
+                    // a short read emptied it.
+                    if n < size {
+                        return Ok(Drained::Empty);
+                    }
+                }
                 // A stream socket whose peer left with data unread
                 // reports a reset: for us the same as an end of file.
-                Ok(0) | Err(Errno::CONNRESET) => return Ok(Drained::Closed),
-                // A pipe hands over all it holds, up to the room given: a
-                // short read emptied it.
-                Ok(n) if n < room => return Ok(Drained::Empty),
-                Ok(_) => {}
+                Err(Errno::CONNRESET) => return Ok(Drained::Closed),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return Ok(Drained::Empty),
                 Err(errno) => return Err(os("read")(errno)),
             }
+        }
+    }
+}
+
+/// Where [`PipeReader::read_available`] puts what it reads: a `Vec<u8>`,
+/// or a [`SmallBuffer`] that needs no allocation for a short message.
+pub trait ReadBuffer {
+    /// Uninitialized room for the next read: not empty, and `at_least`
+    /// bytes unless the buffer prefers to fill a smaller fixed part first.
+    fn room(&mut self, at_least: usize) -> &mut [core::mem::MaybeUninit<u8>];
+
+    /// Counts the first `n` bytes of the last [`room`](ReadBuffer::room)
+    /// as part of the contents.
+    ///
+    /// # Safety
+    /// Those `n` bytes have been initialized.
+    unsafe fn filled(&mut self, n: usize);
+}
+
+impl ReadBuffer for Vec<u8> {
+    fn room(&mut self, at_least: usize) -> &mut [core::mem::MaybeUninit<u8>] {
+        // Straight into the vector's spare room: a large buffer on the stack
+        // would have to be copied (a page fault per page) while a freshly
+        // forked child still shares the stack.
+        self.reserve(at_least.max(1));
+        self.spare_capacity_mut()
+    }
+
+    unsafe fn filled(&mut self, n: usize) {
+        // SAFETY: the caller initialized the first `n` bytes of the spare
+        // room, which `room` made at least `n` long.
+        unsafe { self.set_len(self.len() + n) };
+    }
+}
+
+/// A read buffer whose first `N` bytes are held inline, and the rest (if a
+/// message is longer) in a `Vec`: reading a short message allocates
+/// nothing.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_os::pipe::{SmallBuffer, pipe};
+///
+/// let (reader, writer) = pipe()?;
+/// writer.write_all(b"hello")?;
+/// let mut buf = SmallBuffer::<16>::new();
+/// reader.read_available(&mut buf)?;
+/// assert_eq!(buf.as_slice(), b"hello");
+/// # Ok::<(), mproc_os::Error>(())
+/// ```
+pub struct SmallBuffer<const N: usize> {
+    inline: [core::mem::MaybeUninit<u8>; N],
+    /// Bytes used of `inline`.
+    len: usize,
+    /// Everything, once it outgrew `inline` (`inline` is then unused).
+    spilled: Vec<u8>,
+}
+
+impl<const N: usize> SmallBuffer<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        SmallBuffer {
+            inline: [core::mem::MaybeUninit::uninit(); N],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    /// What has been read so far.
+    pub fn as_slice(&self) -> &[u8] {
+        if self.spilled.is_empty() {
+            // SAFETY: the first `len` bytes of `inline` were initialized by
+            // reads (`filled`).
+            unsafe { core::slice::from_raw_parts(self.inline.as_ptr().cast(), self.len) }
+        } else {
+            &self.spilled
+        }
+    }
+
+    /// Empties the buffer (keeping any allocation).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.spilled.clear();
+    }
+}
+
+impl<const N: usize> Default for SmallBuffer<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for SmallBuffer<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SmallBuffer")
+            .field("len", &self.as_slice().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> ReadBuffer for SmallBuffer<N> {
+    fn room(&mut self, at_least: usize) -> &mut [core::mem::MaybeUninit<u8>] {
+        if self.spilled.is_empty() {
+            if self.len < N {
+                return &mut self.inline[self.len..];
+            }
+            // Full: move to the heap and go on there.
+            let bytes = self.as_slice().to_vec();
+            self.spilled = bytes;
+            self.len = 0;
+        }
+        self.spilled.room(at_least)
+    }
+
+    unsafe fn filled(&mut self, n: usize) {
+        if self.spilled.is_empty() {
+            self.len += n;
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.spilled.filled(n) };
         }
     }
 }
@@ -175,5 +299,31 @@ impl PipeWriter {
 impl AsFd for PipeWriter {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message longer than the inline part moves to the heap, across
+    /// reads that end inside and outside the inline part, in order.
+    #[test]
+    fn a_small_buffer_spills_in_order() {
+        let (reader, writer) = pipe().unwrap();
+        let message: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = SmallBuffer::<16>::new();
+        for part in [&message[..10], &message[10..15], &message[15..300], &message[300..]] {
+            writer.write_all(part).unwrap();
+            assert_eq!(reader.read_available(&mut buf).unwrap(), Drained::Empty);
+        }
+        assert_eq!(buf.as_slice(), &message[..]);
+        buf.clear();
+        writer.write_all(b"again").unwrap();
+        drop(writer);
+        // A short read empties the pipe; the next one finds the end.
+        assert_eq!(reader.read_available(&mut buf).unwrap(), Drained::Empty);
+        assert_eq!(reader.read_available(&mut buf).unwrap(), Drained::Closed);
+        assert_eq!(buf.as_slice(), b"again");
     }
 }

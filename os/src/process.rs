@@ -279,6 +279,17 @@ pub fn thread_count() -> Result<u64> {
     if links >= 3 {
         return Ok(links as u64 - 2);
     }
+    thread_count_from_stat(pid)
+}
+
+/// [`thread_count`] from `/proc/<pid>/stat`, where the task directory's
+/// link count does not tell. Out of line, so that the common path's stack
+/// frame stays small: a deep one reaches a stack page that the last
+/// `fork` write-protected, and the kernel's `fstat` into it then costs a
+/// page fault on every start.
+#[cold]
+#[inline(never)]
+fn thread_count_from_stat(pid: u32) -> Result<u64> {
     let mut stat = [0u8; 2048];
     let len = read_stat(pid, &mut stat)?;
     stat_field(&stat[..len], 20).ok_or(Error::Os {
@@ -605,6 +616,52 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions; it ends the process without
     // running any code of this one.
     unsafe { libc::_exit(code) }
+}
+
+/// Maps `len` bytes (rounded up to whole pages) of zeroed, private memory
+/// that a `fork` does not copy: a child sees the range zeroed again
+/// (`MADV_WIPEONFORK`). The mapping lives as long as the process.
+///
+/// The point is what the parent saves: `fork` write-protects every private
+/// page the two processes then share, and the first write the parent makes
+/// to each costs it a page fault and a copy while the child lives. A page
+/// the child never gets is not write-protected. Bookkeeping a parent
+/// updates right after each `fork` belongs here.
+///
+/// # Errors
+///
+/// [`Error::Os`] from `mmap` (`ENOMEM`) or from `madvise` (`EINVAL` on a
+/// kernel older than 4.14); the range is unmapped again then.
+///
+/// # References
+///  - [`madvise(2)`]
+///
+/// [`madvise(2)`]: https://man7.org/linux/man-pages/man2/madvise.2.html
+pub fn map_wiped_on_fork(len: usize) -> Result<core::ptr::NonNull<u8>> {
+    use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap_anonymous, munmap};
+    let len = len.max(1);
+    // SAFETY: a fresh anonymous mapping at an address the kernel picks
+    // aliases nothing.
+    let addr = unsafe {
+        mmap_anonymous(
+            core::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }
+    .map_err(os("mmap"))?;
+    // SAFETY: `addr..addr + len` is the mapping just made.
+    if let Err(errno) = unsafe { madvise(addr, len, Advice::LinuxWipeOnFork) } {
+        // SAFETY: the mapping just made, which nothing refers to yet.
+        let _ = unsafe { munmap(addr, len) };
+        return Err(os("madvise")(errno));
+    }
+    // `mmap` never returns null for a mapping at an address it picked.
+    core::ptr::NonNull::new(addr.cast()).ok_or(Error::Os {
+        call: "mmap",
+        errno: Errno::NOMEM,
+    })
 }
 
 /// Runs `handler` when the process exits through `exit` (returning from
@@ -949,10 +1006,10 @@ impl Child {
     ///  - [Linux `poll`]
     ///
     /// [Linux `poll`]: https://man7.org/linux/man-pages/man2/poll.2.html
-    pub fn wait_collecting(
+    pub fn wait_collecting<B: crate::pipe::ReadBuffer + ?Sized>(
         &mut self,
         pipe: &crate::pipe::PipeReader,
-        output: &mut Vec<u8>,
+        output: &mut B,
         deadline: Option<Deadline>,
     ) -> Result<Option<ExitStatus>> {
         if let Some(status) = self.status {

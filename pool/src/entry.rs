@@ -82,7 +82,7 @@ where
     // caller promises `func` is the address of one.
     let f = unsafe { core::mem::transmute::<usize, fn(A) -> T>(func) };
     match mproc_os::share::decode::<A>(args, fds) {
-        Ok(args) => child_main(setup.clone(), os_parent, None, output, move || f(args)),
+        Ok(args) => child_main(setup.clone(), os_parent, output, move || f(args)),
         Err(error) => child_failed(
             setup.clone(),
             os_parent,

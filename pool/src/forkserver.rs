@@ -55,6 +55,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mproc_os::futex::Deadline;
+use mproc_os::pipe::ReadBuffer;
 use mproc_os::pipe::{Drained, PipeReader, PipeWriter, pipe};
 use mproc_os::process::{Child, ExitStatus, Fork, Signal, current_pid, exit_now, fork};
 use mproc_os::socket::{PidFd, Stream, socketpair, wait_readable};
@@ -251,10 +252,10 @@ impl Relayed {
     /// Waits until the child has exited or `deadline` passes (`None`:
     /// forever), appending what it writes to `output` meanwhile, so that it
     /// never blocks on a full pipe. `Ok(None)` when the deadline passed.
-    pub(crate) fn wait_collecting(
+    pub(crate) fn wait_collecting<B: ReadBuffer + ?Sized>(
         &mut self,
         output: &PipeReader,
-        received: &mut Vec<u8>,
+        received: &mut B,
         deadline: Option<Deadline>,
     ) -> mproc_os::Result<Option<ExitStatus>> {
         let mut output_open = true;

@@ -3,17 +3,17 @@
 use core::fmt;
 use core::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use mproc_os::futex::Deadline;
-use mproc_os::pipe::{PipeReader, PipeWriter, pipe};
+use mproc_os::pipe::{PipeReader, PipeWriter, ReadBuffer, pipe};
 use mproc_os::process::{Child, ExitStatus, Fork, Signal, current_pid, exit_now, fork};
+use compact_str::CompactString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::current::{self, ChildSetup, Entry};
+use crate::current::{self, ChildSetup, Entry, EntryRef};
 
 /// Exit code of a child whose closure returned.
 pub(crate) const EXIT_RETURNED: i32 = 0;
@@ -104,6 +104,13 @@ pub enum ProcessError {
         /// What went wrong.
         reason: String,
     },
+    /// The handle was inherited through a `fork`: process `pid` is a child
+    /// of the parent, which alone can wait for it or signal it through
+    /// this handle.
+    NotChild {
+        /// The child's pid.
+        pid: u32,
+    },
     /// Creating or waiting for the child failed.
     Os(mproc_os::Error),
 }
@@ -142,6 +149,11 @@ impl fmt::Display for ProcessError {
                  fn and serializable arguments, or StartMethod::Fork"
             ),
             Self::Start { reason } => write!(f, "cannot start the process: {reason}"),
+            Self::NotChild { pid } => write!(
+                f,
+                "process {pid} is not a child of this process (its handle was inherited \
+                 through a fork)"
+            ),
             Self::Os(error) => write!(f, "{error}"),
         }
     }
@@ -370,16 +382,13 @@ impl Builder {
                 let (request, fds) = crate::entry::Request::new(f, &args)?;
                 // The child gets its own descriptors: ours go with `args`.
                 drop(args);
-                let setup = current::next_child(self.name, self.daemon, false);
-                let (name, identity, daemon) =
-                    (setup.name.clone(), setup.identity.clone(), setup.daemon);
+                let setup = current::next_child(self.name, self.daemon);
+                let (name, daemon) = (setup.name.clone(), setup.daemon);
                 let (child, output) = match method {
                     StartMethod::Spawn => crate::spawn::start(setup, request, fds)?,
                     _ => crate::forkserver::start(setup, request, fds)?,
                 };
-                Ok(Process::started(
-                    child, output, name, identity, daemon, method,
-                ))
+                Ok(Process::started(child, output, name, daemon, method))
             }
         }
     }
@@ -424,17 +433,17 @@ impl Builder {
             }
             true
         };
-        let setup = current::next_child(self.name, self.daemon, true);
+        let setup = current::next_child(self.name, self.daemon);
         let parent = current_pid();
         let (reader, writer) = match current::take_spare_pipe() {
             Some(pair) => pair,
             None => pipe()?,
         };
-        // No other thread may hold mproc's own locks at the fork: the child
-        // would inherit them locked forever. With one thread there is no
-        // other thread, and nothing to lock: locking and unlocking would
+        // No other thread may hold the fork server's lock at the fork: the
+        // child would inherit it locked forever. With one thread there is
+        // no other thread, and nothing to lock: locking and unlocking would
         // only write pages that the fork then makes both processes copy.
-        let held = (!single).then(current::hold);
+        // (The process record needs no such care: a child opens its own.)
         let server = (!single).then(crate::forkserver::hold);
         // SAFETY: the child only runs `f` (the caller's code, which may use
         // anything it captured) through `child_main`, which ends it with
@@ -446,17 +455,15 @@ impl Builder {
             Ok(Fork::Child) => {
                 reader.close();
                 crate::forkserver::release_in_child(server);
-                child_main(setup, parent, held, writer, f)
+                child_main(setup, parent, writer, f)
             }
             Err(error) => Err(error.into()),
             Ok(Fork::Parent(child)) => {
                 drop(server);
-                drop(held);
                 let mut process = Process::started(
                     ChildKind::Direct(child),
                     reader,
                     setup.name,
-                    setup.identity,
                     setup.daemon,
                     StartMethod::Fork,
                 );
@@ -482,8 +489,7 @@ pub trait Run: Send + 'static {
 }
 
 /// Runs `f` as the body of a child described by `setup` and ends the
-/// process: the one way every start method runs a child. `held` is the
-/// process record's lock if the caller held it across its `fork`.
+/// process: the one way every start method runs a child.
 ///
 /// Logs Python's lifecycle records (`child process calling self.run()`,
 /// `process shutting down`, `process exiting with exitcode N`), catches a
@@ -492,7 +498,6 @@ pub trait Run: Send + 'static {
 pub(crate) fn child_main<T, F>(
     setup: ChildSetup,
     os_parent: u32,
-    held: Option<current::Held>,
     output: PipeWriter,
     f: F,
 ) -> !
@@ -500,7 +505,7 @@ where
     T: Serialize,
     F: FnOnce() -> T,
 {
-    current::enter_child(setup, os_parent, held);
+    current::enter_child(setup, os_parent);
     log::info!("child process calling self.run()");
     let outcome = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Outcome::Returned(value),
@@ -520,7 +525,7 @@ pub(crate) fn child_failed(
     output: PipeWriter,
     reason: String,
 ) -> ! {
-    current::enter_child(setup, os_parent, None);
+    current::enter_child(setup, os_parent);
     log::error!("child process could not start: {reason}");
     finish(Outcome::<()>::Failed(reason), EXIT_START_FAILED, output)
 }
@@ -583,10 +588,10 @@ impl ChildKind {
         }
     }
 
-    fn wait_collecting(
+    fn wait_collecting<B: ReadBuffer + ?Sized>(
         &mut self,
         output: &PipeReader,
-        received: &mut Vec<u8>,
+        received: &mut B,
         deadline: Option<Deadline>,
     ) -> mproc_os::Result<Option<ExitStatus>> {
         match self {
@@ -636,14 +641,16 @@ impl ChildKind {
 /// # Ok::<(), mproc_pool::ProcessError>(())
 /// ```
 pub struct Process<T> {
-    entry: Arc<Entry>,
+    entry: EntryRef,
+    pid: u32,
+    name: CompactString,
+    daemon: bool,
     /// The read end of the child's output pipe; `None` once joined.
     output: Option<PipeReader>,
     /// For a child forked directly, the parent's copy of the write end,
     /// kept so that the drained pipe can serve the next child
     /// (see [`current::keep_spare_pipe`]).
     spare_writer: Option<PipeWriter>,
-    received: Vec<u8>,
     joined: bool,
     method: StartMethod,
     _result: PhantomData<fn() -> T>,
@@ -652,10 +659,9 @@ pub struct Process<T> {
 impl<T> fmt::Debug for Process<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
-            .field("name", &self.entry.name)
-            .field("pid", &self.entry.pid)
-            .field("identity", &self.entry.identity)
-            .field("daemon", &self.entry.daemon)
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
             .finish_non_exhaustive()
     }
 }
@@ -671,17 +677,17 @@ impl Process<()> {
 impl<T> Process<T> {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.entry.pid
+        self.pid
     }
 
     /// The child's name.
     pub fn name(&self) -> &str {
-        &self.entry.name
+        &self.name
     }
 
     /// Whether the child is a daemon.
     pub fn daemon(&self) -> bool {
-        self.entry.daemon
+        self.daemon
     }
 
     /// Whether the child is still running (reaps it if it has exited).
@@ -695,23 +701,34 @@ impl<T> Process<T> {
         self.exit_status().map(|status| status.code())
     }
 
+    /// The child's entry, or [`ProcessError::NotChild`] in a process that
+    /// inherited this handle through a `fork`.
+    fn entry(&self) -> Result<&Entry, ProcessError> {
+        self.entry
+            .get()
+            .ok_or(ProcessError::NotChild { pid: self.pid })
+    }
+
     fn exit_status(&mut self) -> Option<ExitStatus> {
+        let entry = self.entry().ok()?;
+        let mut child = entry.child();
+        let child = &mut *child;
         // Drain what the child wrote so far, so that it never blocks on a
         // full pipe while we only look.
         if let Some(output) = &self.output {
-            let _ = output.read_available(&mut self.received);
+            let _ = output.read_available(&mut child.received);
         }
-        self.entry.child().try_wait().ok().flatten()
+        child.kind.try_wait().ok().flatten()
     }
 
     /// Sends `SIGTERM` to the child (no-op once it has exited).
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        Ok(self.entry.child().terminate()?)
+        Ok(self.entry()?.child().kind.terminate()?)
     }
 
     /// Sends `SIGKILL` to the child (no-op once it has exited).
     pub fn kill(&self) -> Result<(), ProcessError> {
-        Ok(self.entry.child().kill()?)
+        Ok(self.entry()?.child().kind.kill()?)
     }
 }
 
@@ -729,8 +746,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
     pub(crate) fn started(
         child: ChildKind,
         output: PipeReader,
-        name: String,
-        identity: Vec<u32>,
+        name: CompactString,
         daemon: bool,
         method: StartMethod,
     ) -> Self {
@@ -738,19 +754,15 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             ChildKind::Direct(child) => child.pid(),
             ChildKind::Relayed(child) => child.pid(),
         };
-        let entry = Arc::new(Entry {
-            pid,
-            name,
-            identity,
-            daemon,
-            child: std::sync::Mutex::new(child),
-        });
-        current::register(entry.clone());
+        let entry = EntryRef::new(Entry::new(pid, name.clone(), daemon, child));
+        current::register(&entry);
         Self {
             entry,
+            pid,
+            name,
+            daemon,
             output: Some(output),
             spare_writer: None,
-            received: Vec::new(),
             joined: false,
             method,
             _result: PhantomData,
@@ -777,56 +789,70 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         let (false, Some(output)) = (self.joined, &self.output) else {
             return Err(ProcessError::AlreadyJoined);
         };
-        let pid = self.entry.pid;
-        let status = self
-            .entry
-            .child()
-            .wait_collecting(output, &mut self.received, deadline)?;
+        let pid = self.pid;
+        let entry = self.entry.get().ok_or(ProcessError::NotChild { pid })?;
+        let mut guard = entry.child();
+        let child = &mut *guard;
+        let status = child
+            .kind
+            .wait_collecting(output, &mut child.received, deadline)?;
         let Some(status) = status else {
             return Err(ProcessError::Timeout);
         };
+        let result = decode(pid, self.method, status, child.received.as_slice());
+        child.received.clear();
+        drop(guard);
         self.joined = true;
         // The child has exited and everything it wrote has been read.
         if let (Some(output), Some(writer)) = (self.output.take(), self.spare_writer.take()) {
             current::keep_spare_pipe(output, writer);
         }
         current::unregister(pid);
-        let received = std::mem::take(&mut self.received);
-        let mut frame = &received[..];
-        if let (StartMethod::Spawn, ExitStatus::Exited(code)) = (self.method, status) {
-            // A spawned child first confirms it got its request; one that
-            // did not ran the program's `main` instead of its entry point.
-            if frame.first() != Some(&crate::spawn::DISPATCHED_MARK) {
-                return Err(ProcessError::StartFailed {
-                    pid,
-                    reason: format!(
-                        "it exited with code {code} without running its entry point: does \
-                         its main call mproc::init() first? (a test binary: \
-                         mproc::enable_test_support!())"
-                    ),
-                });
-            }
+        result
+    }
+}
+
+/// What child `pid`, started with `method`, returned, or how it failed,
+/// from its exit `status` and the bytes it sent.
+fn decode<T: DeserializeOwned>(
+    pid: u32,
+    method: StartMethod,
+    status: ExitStatus,
+    mut frame: &[u8],
+) -> Result<T, ProcessError> {
+    if let (StartMethod::Spawn, ExitStatus::Exited(code)) = (method, status) {
+        // A spawned child first confirms it got its request; one that did
+        // not ran the program's `main` instead of its entry point.
+        if frame.first() != Some(&crate::spawn::DISPATCHED_MARK) {
+            return Err(ProcessError::StartFailed {
+                pid,
+                reason: format!(
+                    "it exited with code {code} without running its entry point: does \
+                     its main call mproc::init() first? (a test binary: \
+                     mproc::enable_test_support!())"
+                ),
+            });
         }
-        if self.method == StartMethod::Spawn {
-            frame = frame
-                .strip_prefix(&[crate::spawn::DISPATCHED_MARK])
-                .unwrap_or(frame);
-        }
-        match status {
-            ExitStatus::Signaled { signal, .. } => Err(ProcessError::Signaled { pid, signal }),
-            ExitStatus::Exited(code) if frame.is_empty() => Err(ProcessError::Exited { pid, code }),
-            ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(frame) {
-                Ok(Outcome::Returned(value)) => Ok(value),
-                Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
-                Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),
-                // Cut short: the child failed while sending.
-                Err(_) if code != EXIT_RETURNED => Err(ProcessError::Exited { pid, code }),
-                Err(error) => Err(ProcessError::BadResult {
-                    pid,
-                    reason: error.to_string(),
-                }),
-            },
-        }
+    }
+    if method == StartMethod::Spawn {
+        frame = frame
+            .strip_prefix(&[crate::spawn::DISPATCHED_MARK])
+            .unwrap_or(frame);
+    }
+    match status {
+        ExitStatus::Signaled { signal, .. } => Err(ProcessError::Signaled { pid, signal }),
+        ExitStatus::Exited(code) if frame.is_empty() => Err(ProcessError::Exited { pid, code }),
+        ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(frame) {
+            Ok(Outcome::Returned(value)) => Ok(value),
+            Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
+            Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),
+            // Cut short: the child failed while sending.
+            Err(_) if code != EXIT_RETURNED => Err(ProcessError::Exited { pid, code }),
+            Err(error) => Err(ProcessError::BadResult {
+                pid,
+                reason: error.to_string(),
+            }),
+        },
     }
 }
 
