@@ -313,7 +313,12 @@ mod tests {
         let (reader, writer) = pipe().unwrap();
         let message: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         let mut buf = SmallBuffer::<16>::new();
-        for part in [&message[..10], &message[10..15], &message[15..300], &message[300..]] {
+        for part in [
+            &message[..10],
+            &message[10..15],
+            &message[15..300],
+            &message[300..],
+        ] {
             writer.write_all(part).unwrap();
             assert_eq!(reader.read_available(&mut buf).unwrap(), Drained::Empty);
         }

@@ -145,13 +145,11 @@ impl Registry {
         let books = books();
         for index in 0..CELLS {
             // SAFETY: as in `entries`.
-            if self.cells & 1 << index != 0 && !keep(unsafe { &books.cell(index).as_ref().entry })
-            {
+            if self.cells & 1 << index != 0 && !keep(unsafe { &books.cell(index).as_ref().entry }) {
                 drop(self.take_cell(index));
             }
         }
-        self.more
-            .retain(|entry| entry.get().is_some_and(&mut keep));
+        self.more.retain(|entry| entry.get().is_some_and(&mut keep));
     }
 
     /// Takes every child out of the registry.
@@ -274,12 +272,7 @@ fn map_books() -> *mut Books {
             memory.cast()
         }
     };
-    match BOOKS.compare_exchange(
-        ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
+    match BOOKS.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => fresh,
         // Another thread mapped them first: ours stays unused (once).
         Err(theirs) => theirs,
@@ -470,9 +463,9 @@ unsafe impl Sync for EntryRef {}
 impl EntryRef {
     pub(crate) fn new(entry: Entry) -> EntryRef {
         let books = books();
-        let cell = books
-            .take_cell()
-            .unwrap_or_else(|| NonNull::from(Box::leak(Box::new(MaybeUninit::<EntryCell>::uninit()))).cast());
+        let cell = books.take_cell().unwrap_or_else(|| {
+            NonNull::from(Box::leak(Box::new(MaybeUninit::<EntryCell>::uninit()))).cast()
+        });
         // SAFETY: the cell is ours alone (its bit just taken, or freshly
         // allocated) and sized and aligned for an `EntryCell`.
         unsafe {

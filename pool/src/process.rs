@@ -6,10 +6,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use compact_str::CompactString;
 use mproc_os::futex::Deadline;
 use mproc_os::pipe::{PipeReader, PipeWriter, ReadBuffer, pipe};
 use mproc_os::process::{Child, ExitStatus, Fork, Signal, current_pid, exit_now, fork};
-use compact_str::CompactString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -495,12 +495,7 @@ pub trait Run: Send + 'static {
 /// `process shutting down`, `process exiting with exitcode N`), catches a
 /// panic, runs the exit function (terminates daemon children, waits for the
 /// others), sends the outcome to `output` and `_exit`s.
-pub(crate) fn child_main<T, F>(
-    setup: ChildSetup,
-    os_parent: u32,
-    output: PipeWriter,
-    f: F,
-) -> !
+pub(crate) fn child_main<T, F>(setup: ChildSetup, os_parent: u32, output: PipeWriter, f: F) -> !
 where
     T: Serialize,
     F: FnOnce() -> T,
