@@ -274,12 +274,48 @@ fn read_stat(pid: u32, buf: &mut [u8; 2048]) -> Result<usize> {
 /// [Linux `proc_pid_task(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_task.5.html
 /// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
 pub fn thread_count() -> Result<u64> {
+    if known_single_threaded() {
+        return Ok(1);
+    }
     let pid = current_pid();
     let links = with_task_dir(pid, |dir| rustix::fs::fstat(dir).map(|stat| stat.st_nlink))?;
     if links >= 3 {
         return Ok(links as u64 - 2);
     }
     thread_count_from_stat(pid)
+}
+
+/// Whether the C library knows this process to be single-threaded: glibc's
+/// `__libc_single_threaded` (glibc 2.32 and later) is non-zero until a
+/// second thread is created. Looked up once with `dlsym`; without it (an
+/// older or another C library), `false`, and [`thread_count`] asks the
+/// kernel.
+///
+/// # References
+///  - [glibc `__libc_single_threaded`]
+///
+/// [glibc `__libc_single_threaded`]: https://man7.org/linux/man-pages/man3/__libc_single_threaded.3.html
+fn known_single_threaded() -> bool {
+    use std::sync::atomic::AtomicPtr;
+    /// Marks "looked up, and absent".
+    const ABSENT: *mut u8 = core::ptr::dangling_mut();
+    static FLAG: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+    let mut flag = FLAG.load(Ordering::Relaxed);
+    if flag.is_null() {
+        // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name
+        // only looks the symbol up.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+        flag = if found.is_null() {
+            ABSENT
+        } else {
+            found.cast()
+        };
+        FLAG.store(flag, Ordering::Relaxed);
+    }
+    // SAFETY: a non-sentinel `flag` is the address of glibc's
+    // `char __libc_single_threaded`, which lives as long as the process;
+    // glibc documents reading it without synchronization.
+    flag != ABSENT && unsafe { flag.read_volatile() } != 0
 }
 
 /// [`thread_count`] from `/proc/<pid>/stat`, where the task directory's

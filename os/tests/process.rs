@@ -306,3 +306,34 @@ fn origin_in_a_child_is_the_childs() {
     assert_eq!(word(&region, 1).load(Ordering::Relaxed), 1);
     assert_ne!(parent.pid, child.pid());
 }
+
+/// `thread_count` follows the threads of a process: 1 in a fresh child,
+/// 2 while it runs a second thread, and 1 again once that thread has
+/// ended (the C library no longer vouches for a single thread then, so the
+/// kernel is asked).
+#[test]
+fn thread_count_follows_threads() {
+    let child = spawn(|| {
+        let ok = |cond: bool, code: i32| {
+            if !cond {
+                exit_now(code)
+            }
+        };
+        ok(mproc_os::process::thread_count().ok() == Some(1), 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || rx.recv().is_ok());
+        ok(mproc_os::process::thread_count().ok() == Some(2), 2);
+        drop(tx);
+        ok(thread.join().is_ok(), 3);
+        // The kernel drops the thread from the task list as it exits;
+        // give it a moment after the join.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mproc_os::process::thread_count().ok() != Some(1) {
+            ok(Instant::now() < deadline, 4);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        exit_now(0)
+    });
+    let mut child = child;
+    assert_eq!(child.wait().unwrap(), ExitStatus::Exited(0));
+}
