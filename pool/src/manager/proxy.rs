@@ -141,12 +141,24 @@ fn fingerprint_of<P>() -> u64 {
 macro_rules! proxy {
     ($(#[$doc:meta])* $name:ident $(<$($param:ident),*>)?, $kind:ident) => {
         $(#[$doc])*
-        #[derive(Serialize, Deserialize)]
+        #[derive(Serialize)]
         #[serde(transparent)]
         pub struct $name $(<$($param),*>)? {
             handle: Handle,
             #[serde(skip)]
             _types: PhantomData<fn() -> ($($($param,)*)?)>,
+        }
+
+        /// A proxy read from bytes asks for the object as *its* type: the
+        /// server compares that with the object's, so a proxy read as
+        /// another type fails on first use, not with garbage.
+        impl<'de, $($($param: 'static),*)?> Deserialize<'de> for $name $(<$($param),*>)? {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let mut handle = Handle::deserialize(deserializer)?;
+                handle.kind = <Self as Proxy>::KIND;
+                handle.fingerprint = <Self as Proxy>::fingerprint();
+                Ok(<Self as Proxy>::from_handle(handle))
+            }
         }
 
         impl $(<$($param),*>)? Clone for $name $(<$($param),*>)? {
