@@ -679,3 +679,84 @@ fn a_manager_dropped_at_the_end_of_a_scope_shuts_down() {
     }
     assert_eq!(list.to_vec().unwrap(), [7]);
 }
+
+#[test]
+fn the_server_dies_with_its_owner() {
+    let pid = mproc::Value::new(0u32).unwrap();
+    let mut owner = spawn({
+        let pid = pid.clone();
+        move || {
+            let manager = Manager::start().unwrap();
+            pid.set(manager.server_pid().unwrap());
+            std::thread::sleep(WATCHDOG);
+        }
+    });
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while pid.get() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let server = pid.get();
+    assert!(exists(server));
+    kill(owner.pid());
+    assert!(owner.join_timeout(WATCHDOG).is_err());
+    while exists(server) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {server} outlived its owner"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The fields of a proxy as it travels (see `Handle` in the manager).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProxyFields {
+    address: AddressFields,
+    authkey: Vec<u8>,
+    id: u64,
+    kind: Kind,
+    fingerprint: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum AddressFields {
+    Local(String),
+    Tcp(String),
+}
+
+#[test]
+fn local_connections_authenticate_too() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+
+    let manager = manager();
+    let dict = manager.dict::<u8, u8>().unwrap();
+    dict.insert(1, 2).unwrap();
+    let mut fields: ProxyFields =
+        postcard::from_bytes(&postcard::to_allocvec(&dict).unwrap()).unwrap();
+    let AddressFields::Local(name) = &fields.address else {
+        panic!("a local manager listens on a Unix socket");
+    };
+    let name = name.clone();
+    fields.authkey = b"forged".to_vec();
+    let forged: DictProxy<u8, u8> =
+        postcard::from_bytes(&postcard::to_allocvec(&fields).unwrap()).unwrap();
+    // Another process with the wrong key is refused.
+    let mut child = spawn(move || matches!(forged.get(&1), Err(ManagerError::Authentication)));
+    assert!(join(&mut child));
+    // Garbage on the local socket: the connection is closed.
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let mut stream = UnixStream::connect_addr(&addr).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    let _ = stream.write_all(&[0xff; 300]);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    // The server and the right key carry on.
+    assert_eq!(dict.get(&1).unwrap(), Some(2));
+    let mut child = spawn(move || dict.get(&1).unwrap());
+    assert_eq!(join(&mut child), Some(2));
+}

@@ -207,7 +207,12 @@ fn with_link<R>(
     f: impl FnOnce(&mut Link) -> Result<R, ManagerError>,
 ) -> Result<R, ManagerError> {
     let pid = current_pid();
-    LINKS.with_borrow_mut(|links| {
+    // Past this thread's end (a guard dropped by a thread-local's
+    // destructor) there is no connection to use.
+    let links = LINKS.try_with(|links| -> Result<R, ManagerError> {
+        let mut links = links
+            .try_borrow_mut()
+            .map_err(|_| ManagerError::Protocol("a request inside a request".into()))?;
         // Inherited through `fork`: not ours to use.
         links.retain(|entry| entry.pid == pid);
         let at = match links
@@ -234,7 +239,8 @@ fn with_link<R>(
             links.swap_remove(at);
         }
         result
-    })
+    });
+    links.unwrap_or(Err(ManagerError::ServerGone))
 }
 
 /// Sends `request` to the server at `address` and returns its answer.
@@ -258,5 +264,9 @@ pub(crate) fn call(
 
 /// Drops this thread's connection to `address` (after a shutdown).
 pub(crate) fn forget(address: &Address) {
-    LINKS.with_borrow_mut(|links| links.retain(|entry| entry.address != *address));
+    let _ = LINKS.try_with(|links| {
+        if let Ok(mut links) = links.try_borrow_mut() {
+            links.retain(|entry| entry.address != *address);
+        }
+    });
 }
