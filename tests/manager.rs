@@ -155,6 +155,9 @@ fn lock_rlock_and_semaphore_verbs() {
     assert!(lock.try_acquire().unwrap());
     lock.release().unwrap();
     assert!(matches!(lock.release(), Err(ManagerError::NotOwner)));
+    // A timeout past what a clock holds waits as long as it takes.
+    assert!(lock.acquire_timeout(Duration::MAX).unwrap());
+    lock.release().unwrap();
     let guard = lock.lock_timeout(Duration::from_secs(5)).unwrap();
     assert!(guard.is_some());
     drop(guard);
@@ -759,4 +762,21 @@ fn local_connections_authenticate_too() {
     assert_eq!(dict.get(&1).unwrap(), Some(2));
     let mut child = spawn(move || dict.get(&1).unwrap());
     assert_eq!(join(&mut child), Some(2));
+}
+
+#[test]
+fn serving_on_a_taken_address_is_a_start_error() {
+    let first = Manager::serve("127.0.0.1:0", b"k".to_vec()).unwrap();
+    let taken = first.tcp_address().unwrap();
+    let error = Manager::serve(taken, b"k".to_vec()).unwrap_err();
+    assert!(
+        matches!(&error, ManagerError::Start(why) if why.contains("cannot listen")),
+        "{error}"
+    );
+    // Nothing listens where nothing serves.
+    drop(first);
+    assert!(matches!(
+        Manager::connect(taken, b"k".to_vec()),
+        Err(ManagerError::ServerGone)
+    ));
 }

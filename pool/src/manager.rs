@@ -74,6 +74,10 @@
 //!   the locks it held are released.
 //! * A server that dies makes every request fail with
 //!   [`ManagerError::ServerGone`], never hang.
+//! * A child made with `fork` holds copies of its parent's connections
+//!   until it first uses the manager (it then drops them) or exits: until
+//!   then, the server does not see the parent go if it dies (as with
+//!   [`pipe`](mproc_os::pipe) ends inherited through `fork`).
 //!
 //! Objects live as long as the server (a proxy dropped does not free its
 //! object, unlike Python's reference counting).
@@ -337,6 +341,9 @@ impl From<Fault> for ManagerError {
 ///
 /// See the [module docs](self).
 pub struct Manager {
+    /// The process that made this handle: only it shuts the server down
+    /// on drop (not a child made with `fork` that got a copy).
+    pid: u32,
     address: Address,
     authkey: Vec<u8>,
     /// The server process, for an owner.
@@ -466,6 +473,7 @@ impl Manager {
             }
         }
         let mut manager = Manager {
+            pid: std::process::id(),
             address,
             authkey,
             server: Some(server),
@@ -496,6 +504,7 @@ impl Manager {
             .next()
             .ok_or_else(|| ManagerError::Invalid("the address resolves to nothing".into()))?;
         let manager = Manager {
+            pid: std::process::id(),
             address: Address::Tcp(addr.to_string()),
             authkey: authkey.into(),
             server: None,
@@ -710,7 +719,14 @@ impl Manager {
     fn stop(&mut self) -> Result<(), ManagerError> {
         let asked = self.request(&Request::Shutdown).map(|_| ());
         client::forget(&self.address);
-        if let Some(mut server) = self.server.take() {
+        let server = self.server.take();
+        if self.pid != std::process::id() {
+            // Asked by a child made with `fork`: the server process is
+            // not its child to wait for.
+            std::mem::forget(server);
+            return asked;
+        }
+        if let Some(mut server) = server {
             match server.join_timeout(EXIT_TIMEOUT) {
                 Ok(_) => {}
                 Err(ProcessError::Timeout) => {
@@ -729,7 +745,12 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        if self.pid != std::process::id() {
+            // A copy in a child made with `fork`: the server is not its.
+            if let Some(server) = self.server.take() {
+                std::mem::forget(server);
+            }
+        } else if self.server.is_some() {
             let _ = self.stop();
         } else {
             client::forget(&self.address);
