@@ -77,7 +77,7 @@
 //! * A child made with `fork` holds copies of its parent's connections
 //!   until it first uses the manager (it then drops them) or exits: until
 //!   then, the server does not see the parent go if it dies (as with
-//!   [`pipe`](mproc_os::pipe) ends inherited through `fork`).
+//!   [`pipe`](fn@mproc_os::pipe) ends inherited through `fork`).
 //!
 //! Objects live as long as the server (a proxy dropped does not free its
 //! object, unlike Python's reference counting).
