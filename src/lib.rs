@@ -34,7 +34,8 @@
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
 //! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
-//!   process tree, logging, and the worker [`Pool`].
+//!   process tree, logging, the worker [`Pool`], and the [`Manager`]
+//!   server process with its typed proxies ([`manager`]).
 //!
 //! # Python → mproc
 //!
