@@ -1177,7 +1177,9 @@ fn queue_op(
 /// Runs random bytes through the request decoder and dispatcher of a
 /// store that holds one object of every kind (ids 1 to 12, in the order
 /// of [`Kind`]): the fuzz target's entry point. Each request is a frame
-/// (2-byte little-endian length, then the bytes); nothing waits.
+/// (2-byte little-endian length, then the bytes); nothing waits. A frame
+/// `0xff, n, op...` is a call of the postcard `Op` that follows on object
+/// `n % 12 + 1`.
 pub(crate) fn fuzz(data: &[u8]) {
     let store = Store::new(None);
     let kinds = [
@@ -1194,8 +1196,8 @@ pub(crate) fn fuzz(data: &[u8]) {
         (Kind::Barrier, Init::Count(2)),
         (Kind::Queue, Init::Count(2)),
     ];
-    for (kind, init) in kinds {
-        let _ = store.create(kind, 0, init);
+    for (kind, init) in &kinds {
+        let _ = store.create(*kind, 0, init.clone());
     }
     let alive = || true;
     let mut rest = data;
@@ -1215,6 +1217,27 @@ pub(crate) fn fuzz(data: &[u8]) {
             connection,
             alive: &alive,
             wait_cap: Some(Duration::ZERO),
+        };
+        // A frame `0xff, n, op...` is a call of `op` on object `n % 12 + 1`
+        // with the right kind and fingerprint, so that random bytes reach
+        // every object's verbs more often than whole requests would.
+        let call;
+        let frame = match frame {
+            [0xff, which, op @ ..] => match postcard::from_bytes::<Op>(op) {
+                Ok(op) => {
+                    let (kind, _) = &kinds[usize::from(*which) % kinds.len()];
+                    call = postcard::to_allocvec(&Request::Call {
+                        id: u64::from(*which) % kinds.len() as u64 + 1,
+                        kind: *kind,
+                        fingerprint: 0,
+                        op,
+                    })
+                    .unwrap_or_default();
+                    &call[..]
+                }
+                Err(_) => frame,
+            },
+            _ => frame,
         };
         if let Outcome::Reply(reply) = store.handle(&ctx, frame) {
             assert!(postcard::from_bytes::<Reply>(&reply).is_ok());
@@ -1358,6 +1381,16 @@ mod tests {
     #[test]
     fn fuzz_entry_survives_garbage() {
         fuzz(&[3, 0, 1, 2, 3, 200, 0, 9, 9]);
+        // Calls on the list (object 2): push, then pop.
+        let push = postcard::to_allocvec(&Op::Push(vec![1, 2])).unwrap();
+        let pop = postcard::to_allocvec(&Op::Pop).unwrap();
+        let mut data = Vec::new();
+        for op in [push, pop] {
+            data.extend_from_slice(&(op.len() as u16 + 2).to_le_bytes());
+            data.extend_from_slice(&[0xff, 1]);
+            data.extend_from_slice(&op);
+        }
+        fuzz(&data);
         fuzz(&[]);
     }
 }
