@@ -34,7 +34,8 @@
 //! * [`mproc_os`]: Linux: shared futexes, shared-memory regions (anonymous,
 //!   memfd, named), `fork` and pidfds, and the blocking types below.
 //! * [`mproc_pool`]: processes ([`Process`]) and their start methods, the
-//!   process tree, logging, and the worker [`Pool`].
+//!   process tree, logging, the worker [`Pool`], and the [`Manager`]
+//!   server process with its typed proxies ([`manager`]).
 //!
 //! # Python → mproc
 //!
@@ -50,6 +51,8 @@
 //! | `AsyncResult`: `get(timeout)`, `wait(timeout)`, `ready`, `successful` | [`AsyncResult`]: `get`, `get_timeout` ([`PoolError::Timeout`]), `wait`, `wait_timeout`, `ready`, `successful` (`None` until ready) |
 //! | `pool.close()`, `join()`, `terminate()` | the same; `join` before `close` is [`PoolError::StillRunning`] |
 //! | a worker killed mid-task hangs the pool forever; an exception fails the task | a task whose worker is killed or exits fails with [`PoolError::WorkerKilled`] / [`PoolError::WorkerExited`] (pid, signal or code), a panic with [`PoolError::Panicked`]; the worker is replaced and every other task completes |
+//! | `Manager()`: `dict()`, `list()`, `Value`, `Array`, `Namespace`, `Lock`, `RLock`, `Semaphore`, `Event`, `Condition`, `Barrier`, `Queue` proxies, passed to children | [`Manager::start`]: a server process (a daemon: it dies with its owner); [`Manager::dict`], [`Manager::list`], [`Manager::value`], [`Manager::array`], [`Manager::namespace`], [`Manager::lock`], ... return typed proxies ([`DictProxy`], [`ListProxy`], ...) that any child can use; a proxy of the wrong types is [`ManagerError::WrongType`]; dropping the manager shuts the server down ([`manager`]) |
+//! | `BaseManager(address, authkey)`: `get_server().serve_forever()`, `connect()`, `register(typeid)` | [`Manager::serve`]`(addr, authkey)`, [`Manager::connect`]`(addr, authkey)` from any program on any host, [`Manager::register`] / [`Manager::lookup`] by name; every connection, local ones included, passes Python's HMAC challenge both ways ([`ManagerError::Authentication`]) |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `close` | [`Queue`] of any serde type, any size: `put`, `get`, `try_put`, `try_get`, `*_timeout`, `len`, `close` (then `get` drains and returns [`GetError::Closed`]) |
 //! | `JoinableQueue`: `task_done`, `join`; `SimpleQueue` | [`JoinableQueue`] (`task_done` too often is an error, `join_timeout`), [`SimpleQueue`] |
@@ -114,11 +117,14 @@ pub use mproc_os::{
 // From `connection`: the root of mproc-os also has a `pipe` module (byte
 // pipes), which the facade does not re-export.
 pub use mproc_os::connection::{pipe, pipe_simplex};
+pub use mproc_pool::manager;
 pub use mproc_pool::{
-    AsyncResult, Builder, Callbacks, Chunked, IMap, ParentProcess, Pool, PoolBuilder, PoolError,
-    Process, ProcessError, ProcessInfo, Run, StarTask, StartMethod, active_children, cpu_count,
-    current_process, enable_test_support, init, log_to_stderr, parent_process, set_start_method,
-    start_method,
+    ArrayProxy, AsyncResult, BarrierProxy, Builder, Callbacks, Chunked, ConditionProxy, DictProxy,
+    EventProxy, IMap, ListProxy, LockProxy, Manager, ManagerError, NamespaceProxy, ParentProcess,
+    Pool, PoolBuilder, PoolError, Process, ProcessError, ProcessInfo, Proxy, ProxyGuard,
+    QueueProxy, RLockProxy, Run, SemaphoreProxy, StarTask, StartMethod, ValueProxy,
+    active_children, cpu_count, current_process, enable_test_support, init, log_to_stderr,
+    parent_process, set_start_method, start_method,
 };
 
 /// The code blocks of `README.md`, compiled and run as doctests.

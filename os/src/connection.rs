@@ -209,6 +209,15 @@ pub enum RecvError {
     /// The pipe's shared state is impossible (a process wrote garbage into
     /// it).
     Corrupted,
+    /// A message was longer than the receiver accepts
+    /// ([`Connection::recv_bytes_max`]): it was skipped without being
+    /// stored, and the messages after it are unaffected.
+    TooLong {
+        /// Its length in bytes.
+        len: u64,
+        /// The most the receiver accepted.
+        max: u64,
+    },
 }
 
 impl fmt::Display for RecvError {
@@ -220,6 +229,12 @@ impl fmt::Display for RecvError {
             }
             Self::Decode(error) => write!(f, "a message did not decode: {error}"),
             Self::Corrupted => f.write_str("the pipe's shared state is corrupted"),
+            Self::TooLong { len, max } => {
+                write!(
+                    f,
+                    "a message of {len} bytes is longer than the {max} accepted"
+                )
+            }
         }
     }
 }
@@ -534,6 +549,49 @@ impl<T: Serialize + DeserializeOwned + 'static> Connection<T> {
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
         self.incoming
             .recv_bytes(&self.socket, Until::after(timeout))
+    }
+
+    /// As [`Self::recv_bytes`], for a message of at most `max` bytes: the
+    /// length is checked before anything is allocated, and a longer
+    /// message is skipped (for a server that must not let a peer make it
+    /// allocate at will).
+    ///
+    /// # Errors
+    /// As [`Self::recv_bytes`], and [`RecvError::TooLong`] for a message
+    /// longer than `max` (taken and dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_os::connection::{RecvError, pipe};
+    ///
+    /// let (a, b) = pipe::<Vec<u8>>()?;
+    /// a.send_bytes(&[0; 100]).unwrap();
+    /// a.send_bytes(&[1; 10]).unwrap();
+    /// assert_eq!(b.recv_bytes_max(16), Err(RecvError::TooLong { len: 100, max: 16 }));
+    /// assert_eq!(b.recv_bytes_max(16), Ok(vec![1; 10]));
+    /// # Ok::<(), mproc_os::Error>(())
+    /// ```
+    pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>, RecvError> {
+        let max = max as u64;
+        let mut too_long = None;
+        let received = self.incoming.receive(&self.socket, Until::Never, |reader| {
+            let len = reader.len();
+            // A cut frame is skipped and the next one read: only the last
+            // one counts.
+            too_long = None;
+            if len > max {
+                too_long = Some(len);
+                // Nothing read: `receive` skips the rest of the frame when
+                // it finishes it.
+                return Ok(Vec::new());
+            }
+            message::read_to_vec(reader, len, Some(Until::Never))
+        });
+        match (received, too_long) {
+            (Ok(_), Some(len)) => Err(RecvError::TooLong { len, max }),
+            (received, _) => received,
+        }
     }
 
     /// Whether a `recv` would not block: a message is there, or the other

@@ -17,6 +17,10 @@
 //!   [`PoolError`] saying so, and the pool replaces the worker.
 //! * [`current_process`], [`parent_process`], [`active_children`],
 //!   [`cpu_count`].
+//! * [`Manager`]: a server process that keeps dicts, lists, values,
+//!   locks, queues, ... and hands out typed proxies to them, for this
+//!   host's processes and, over TCP with an authkey, other programs
+//!   ([`manager`]).
 //! * [`log_to_stderr`]: records prefixed with `[LEVEL/ProcessName]`.
 //! * [`init`]: first thing in `main` for programs that use
 //!   [`StartMethod::Spawn`]; [`enable_test_support!`] does the same for test
@@ -30,6 +34,7 @@ mod current;
 mod entry;
 mod forkserver;
 mod logging;
+pub mod manager;
 mod pool;
 mod process;
 mod spawn;
@@ -38,6 +43,11 @@ pub use current::{
     ParentProcess, ProcessInfo, active_children, cpu_count, current_process, parent_process,
 };
 pub use logging::log_to_stderr;
+pub use manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,
+    ManagerError, NamespaceProxy, Number, Proxy, ProxyGuard, QueueProxy, RLockProxy,
+    SemaphoreProxy, ValueProxy,
+};
 pub use pool::{AsyncResult, Callbacks, Chunked, IMap, Pool, PoolBuilder, PoolError, StarTask};
 pub use process::{
     Builder, Process, ProcessError, Run, StartMethod, set_start_method, start_method,
