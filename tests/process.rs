@@ -443,9 +443,10 @@ fn fork_refused_in_a_threaded_process() {
 /// behind.
 #[test]
 fn a_reused_output_pipe_carries_only_its_own_childs_result() {
-    // A joined child's output pipe serves the next child: whatever the
-    // last one left (a result larger than a pipe holds, a result cut
-    // short by SIGKILL, a panic) must not reach the next join.
+    // A joined child's output (pipe and spill file) serves the next child:
+    // whatever the last one left (a result larger than a pipe holds, which
+    // goes through the spill file, a child killed before it sent, a panic)
+    // must not reach the next join.
     in_child(|| {
         std::panic::set_hook(Box::new(|_| {}));
         let big = |round: u32| vec![round as u8; 1 << 20];
@@ -456,10 +457,12 @@ fn a_reused_output_pipe_carries_only_its_own_childs_result() {
                     big(round)
                 ),
                 1 => {
-                    // Killed with its result half written: the pipe is
-                    // full and nobody drains it until the join.
-                    let mut child = Process::spawn(move || big(round)).unwrap();
-                    std::thread::sleep(Duration::from_millis(20));
+                    // Killed before it sends anything.
+                    let mut child = Process::spawn(move || {
+                        std::thread::sleep(WATCHDOG);
+                        big(round)
+                    })
+                    .unwrap();
                     child.kill().unwrap();
                     let error = join_err(&mut child);
                     assert!(
@@ -479,6 +482,44 @@ fn a_reused_output_pipe_carries_only_its_own_childs_result() {
                     round
                 ),
             }
+        }
+    });
+}
+
+/// Results of every size come back whole: on the stack or the heap of the
+/// child, inline in one pipe write or through the spill file (the limit is
+/// one atomic pipe write, 4096 bytes with the tag), each followed by a
+/// small one that must not see any of it; with a timeout too.
+#[test]
+fn results_of_every_size_come_back_whole() {
+    in_child(|| {
+        let sizes = [
+            0usize,
+            1,
+            250,
+            251,
+            256,
+            4000,
+            4090,
+            4091,
+            4092,
+            4093,
+            5000,
+            70_000,
+            1 << 20,
+        ];
+        for (i, &size) in sizes.iter().enumerate() {
+            let bytes: Vec<u8> = (0..size).map(|k| (k * 7 + i) as u8).collect();
+            let expected = bytes.clone();
+            let mut child = Process::spawn(move || bytes).unwrap();
+            let got = if i % 2 == 0 {
+                child.join().unwrap()
+            } else {
+                child.join_timeout(WATCHDOG).unwrap()
+            };
+            assert_eq!(got.len(), size);
+            assert!(got == expected, "size {size} came back changed");
+            assert_eq!(Process::spawn(move || i).unwrap().join().unwrap(), i);
         }
     });
 }

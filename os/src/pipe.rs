@@ -302,6 +302,100 @@ impl AsFd for PipeWriter {
     }
 }
 
+/// The most bytes one `write` puts into a pipe whole, never interleaved
+/// with another writer's and never partly (`PIPE_BUF`). Into an empty pipe
+/// such a write never blocks either.
+pub const PIPE_ATOMIC: usize = 4096;
+
+/// A memory file (`memfd`) for a message too long to go through a pipe in
+/// one atomic write: the writer puts it whole at offset 0 and never
+/// blocks, the reader takes it afterwards. So a writer can hand over a
+/// message of any size without the reader draining a pipe meanwhile.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_os::pipe::SpillFile;
+///
+/// let spill = SpillFile::new()?;
+/// spill.write(&[7; 100_000])?;
+/// assert_eq!(spill.read(100_000)?, vec![7; 100_000]);
+/// spill.clear()?;
+/// # Ok::<(), mproc_os::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SpillFile(OwnedFd);
+
+impl SpillFile {
+    /// A new, empty memory file (close-on-exec).
+    ///
+    /// `memfd_create("mproc-spill", MFD_CLOEXEC)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Os`] from `memfd_create` (`EMFILE`, `ENOMEM`).
+    pub fn new() -> Result<SpillFile> {
+        rustix::fs::memfd_create("mproc-spill", rustix::fs::MemfdFlags::CLOEXEC)
+            .map(SpillFile)
+            .map_err(os("memfd_create"))
+    }
+
+    /// Writes `bytes` at offset 0 (`pwrite`, retried until all is written).
+    ///
+    /// # Errors
+    /// [`crate::Error::Os`] from `pwrite` (`ENOSPC`, `EFBIG`, ...).
+    pub fn write(&self, mut bytes: &[u8]) -> Result<()> {
+        let mut offset = 0u64;
+        while !bytes.is_empty() {
+            match rustix::io::pwrite(&self.0, bytes, offset) {
+                Ok(0) => return Err(os("pwrite")(Errno::NOSPC)),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    offset += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(os("pwrite")(errno)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the first `len` bytes (`pread`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Os`] from `pread`, or `EIO` if the file holds fewer
+    /// than `len` bytes.
+    pub fn read(&self, len: usize) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(len)
+            .map_err(|_| os("pread")(Errno::NOMEM))?;
+        while bytes.len() < len {
+            let offset = bytes.len() as u64;
+            let room = &mut bytes.spare_capacity_mut()[..len - offset as usize];
+            match rustix::io::pread(&self.0, room, offset) {
+                Ok(([], _)) => return Err(os("pread")(Errno::IO)),
+                Ok((read, _)) => {
+                    let n = read.len();
+                    // SAFETY: `pread` initialized the next `n` bytes of the
+                    // spare room.
+                    unsafe { bytes.set_len(bytes.len() + n) };
+                }
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(os("pread")(errno)),
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Empties the file, giving its memory back (`ftruncate(fd, 0)`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Os`] from `ftruncate`.
+    pub fn clear(&self) -> Result<()> {
+        rustix::fs::ftruncate(&self.0, 0).map_err(os("ftruncate"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

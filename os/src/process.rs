@@ -560,11 +560,9 @@ pub enum Fork {
 
 /// Creates a child process, a copy of the caller.
 ///
-/// `fork()` through the C library (so its `pthread_atfork` handlers run),
-/// then `pidfd_open(child, 0)` in the parent. In the child, the cached pid
-/// of [`current_pid`] is reset. If `pidfd_open` fails, the child is killed
-/// and reaped before the error is returned, so no handle-less child is left
-/// behind.
+/// `fork()` through the C library (so its `pthread_atfork` handlers run).
+/// In the child, the cached pid of [`current_pid`] is reset. The parent's
+/// [`Child`] opens its pidfd only when it needs one (see [`Child`]).
 ///
 /// # Safety
 ///
@@ -589,12 +587,10 @@ pub enum Fork {
 ///
 /// # Errors
 ///
-/// [`Error::Os`] from `fork` (`EAGAIN`, `ENOMEM`) or `pidfd_open`
-/// (`EMFILE`, `ENOSYS` before Linux 5.3).
+/// [`Error::Os`] from `fork` (`EAGAIN`, `ENOMEM`).
 ///
 /// # References
 ///  - [Linux `fork`]
-///  - [Linux `pidfd_open`]
 ///  - [`signal-safety(7)`]
 ///
 /// [Linux `fork`]: https://man7.org/linux/man-pages/man2/fork.2.html
@@ -617,24 +613,9 @@ pub unsafe fn fork() -> Result<Fork> {
         reset_after_fork();
         return Ok(Fork::Child);
     };
-    let child_pid = raw.unsigned_abs();
-    match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(pidfd) => Ok(Fork::Parent(Child {
-            pid: child_pid,
-            pidfd,
-            status: None,
-        })),
-        Err(errno) => {
-            // The child is ours and not reaped, so its pid cannot have been
-            // reused: killing and reaping it by pid is safe.
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            while let Err(Errno::INTR) =
-                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
-            {
-            }
-            Err(os("pidfd_open")(errno))
-        }
-    }
+    Ok(Fork::Parent(Child::unopened(
+        pid.as_raw_pid().unsigned_abs(),
+    )))
 }
 
 /// Ends the calling process at once with `code`.
@@ -883,8 +864,14 @@ fn signal_name(signal: i32) -> Option<&'static str> {
     })
 }
 
-/// A child process, held through a pidfd (so signals never reach a process
-/// that reused its pid).
+/// A child process, held through its pid while it is unreaped (an unreaped
+/// child keeps its pid, so nothing else can have it) and through a pidfd
+/// for what needs a file descriptor: a timed wait, a signal. A child made
+/// by [`fork`] opens its pidfd on first such need: a plain [`wait`]
+/// (blocking `waitid` on the pid) needs none, and `pidfd_open` costs a
+/// start-and-join loop about as much as the rest of mproc's work.
+///
+/// [`wait`]: Child::wait
 ///
 /// Dropping a `Child` neither waits for nor kills the process: that policy
 /// belongs to the owner of the handle. It does reap a child that has
@@ -893,7 +880,8 @@ fn signal_name(signal: i32) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
-    pidfd: OwnedFd,
+    /// Opened on first need (see [`Child::pidfd`]).
+    pidfd: std::sync::OnceLock<OwnedFd>,
     /// Set once the child has been reaped.
     status: Option<ExitStatus>,
 }
@@ -920,11 +908,18 @@ impl Child {
         })?;
         let pidfd =
             rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(os("pidfd_open"))?;
-        Ok(Child {
+        let child = Child::unopened(pid);
+        let _ = child.pidfd.set(pidfd);
+        Ok(child)
+    }
+
+    /// Child `pid`, unreaped, whose pidfd is not open yet.
+    fn unopened(pid: u32) -> Child {
+        Child {
             pid,
-            pidfd,
+            pidfd: std::sync::OnceLock::new(),
             status: None,
-        })
+        }
     }
 
     /// The child's process id.
@@ -932,9 +927,25 @@ impl Child {
         self.pid
     }
 
-    /// The child's pidfd: readable (`POLLIN`) once it has exited.
-    pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+    /// The child's pidfd: readable (`POLLIN`) once it has exited. Opened on
+    /// the first call (`pidfd_open(pid, 0)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] from `pidfd_open` (`EMFILE`, `ENOSYS` before Linux
+    /// 5.3), or `ESRCH` for a child already reaped through this handle.
+    pub fn pidfd(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(pidfd) = self.pidfd.get() {
+            return Ok(pidfd.as_fd());
+        }
+        let unreaped = Pid::from_raw(self.pid as i32).filter(|_| self.status.is_none());
+        let pid = unreaped.ok_or(Error::Os {
+            call: "pidfd_open",
+            errno: Errno::SRCH,
+        })?;
+        let pidfd =
+            rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(os("pidfd_open"))?;
+        Ok(self.pidfd.get_or_init(|| pidfd).as_fd())
     }
 
     /// Reaps the child if it has exited, without blocking.
@@ -1011,7 +1022,8 @@ impl Child {
                 call: "poll",
                 errno: Errno::INVAL,
             })?;
-            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            let pidfd = self.pidfd()?;
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
             match rustix::event::poll(&mut fds, Some(&left)) {
                 // Ready, or out of time: the next round looks.
                 Ok(_) | Err(Errno::INTR) => {}
@@ -1079,8 +1091,9 @@ impl Child {
                     },
                 )?),
             };
+            let pidfd = self.pidfd()?;
             let mut both = [
-                PollFd::new(&self.pidfd, PollFlags::IN),
+                PollFd::new(&pidfd, PollFlags::IN),
                 PollFd::new(pipe, PollFlags::IN),
             ];
             let count = if pipe_open && draining { 2 } else { 1 };
@@ -1113,7 +1126,8 @@ impl Child {
     /// was reaped through this handle is a no-op, and `ESRCH` (exited, not
     /// reaped yet) is ignored.
     ///
-    /// `pidfd_send_signal(pidfd, signal, NULL, 0)`.
+    /// `pidfd_send_signal(pidfd, signal, NULL, 0)`; `kill(pid, signal)` if
+    /// no pidfd can be opened (the unreaped child still holds its pid).
     ///
     /// # Errors
     ///
@@ -1127,7 +1141,20 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        match rustix::process::pidfd_send_signal(&self.pidfd, signal) {
+        let sent = match self.pidfd() {
+            Ok(pidfd) => rustix::process::pidfd_send_signal(pidfd, signal),
+            // Gone already (reaped behind this handle's back).
+            Err(Error::Os {
+                errno: Errno::SRCH, ..
+            }) => return Ok(()),
+            // No pidfd to be had (out of descriptors): the pid itself, which
+            // the unreaped child still holds.
+            Err(_) => match Pid::from_raw(self.pid as i32) {
+                Some(pid) => rustix::process::kill_process(pid, signal),
+                None => Err(Errno::SRCH),
+            },
+        };
+        match sent {
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(errno) => Err(os("pidfd_send_signal")(errno)),
         }
@@ -1143,14 +1170,25 @@ impl Child {
         self.signal(Signal::TERM)
     }
 
-    /// `waitid(P_PIDFD, pidfd, options)`, retried on `EINTR`; stores the
-    /// status once the child is reaped.
+    /// `waitid(P_PIDFD, pidfd, options)` (or `P_PID` while no pidfd is
+    /// open), retried on `EINTR`; stores the status once the child is
+    /// reaped.
     fn reap(&mut self, options: WaitIdOptions) -> Result<Option<ExitStatus>> {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
         let found = loop {
-            match rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), options) {
+            let id = match (self.pidfd.get(), Pid::from_raw(self.pid as i32)) {
+                (Some(pidfd), _) => WaitId::PidFd(pidfd.as_fd()),
+                (None, Some(pid)) => WaitId::Pid(pid),
+                (None, None) => {
+                    return Err(Error::Os {
+                        call: "waitid",
+                        errno: Errno::CHILD,
+                    });
+                }
+            };
+            match rustix::process::waitid(id, options) {
                 Err(Errno::INTR) => continue,
                 other => break other.map_err(os("waitid"))?,
             }

@@ -42,7 +42,7 @@ fn sleep_then_exit(secs: i64) -> ! {
 
 /// Blocks until `child` has exited, without reaping it.
 fn wait_until_exited(child: &Child) {
-    let pidfd = child.pidfd();
+    let pidfd = child.pidfd().unwrap();
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
     loop {
         match rustix::event::poll(&mut fds, None) {

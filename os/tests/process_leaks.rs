@@ -44,7 +44,7 @@ fn two_hundred_forks_leak_nothing() {
             ),
             // Dropped after it exited, without waiting: drop reaps it.
             2 => {
-                let pidfd = child.pidfd();
+                let pidfd = child.pidfd().unwrap();
                 let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
                 while !matches!(rustix::event::poll(&mut fds, None), Ok(n) if n > 0) {}
                 drop(child);

@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use compact_str::CompactString;
-use mproc_os::pipe::{PipeReader, PipeWriter, SmallBuffer};
+use mproc_os::pipe::{PipeReader, PipeWriter, SmallBuffer, SpillFile};
 use mproc_os::process::{current_pid, parent_pid};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -74,9 +74,9 @@ struct Me {
     children: Registry,
     /// Whether the exit function is registered in this process.
     exit_hook: bool,
-    /// The output pipe of a joined child, empty, for the next child forked
-    /// directly (see [`keep_spare_pipe`]).
-    spare_pipe: Option<(PipeReader, PipeWriter)>,
+    /// The output of a joined child, empty, for the next child forked
+    /// directly (see [`keep_spare_output`]).
+    spare_output: Option<(PipeReader, PipeWriter, SpillFile)>,
 }
 
 impl Me {
@@ -93,7 +93,7 @@ impl Me {
                 more: Vec::new(),
             },
             exit_hook: false,
-            spare_pipe: None,
+            spare_output: None,
         }
     }
 }
@@ -578,26 +578,27 @@ pub(crate) fn unregister(pid: u32) {
     with_me(|me| me.children.retain(|child| child.pid != pid));
 }
 
-/// Keeps the output pipe of a child that was joined through its handle
-/// for the next child this process forks directly: a spawn-and-join loop
-/// then reuses one pipe instead of making one per child and closing both
-/// ends (three system calls fewer per child). The record holds it so that
-/// it belongs to this process: a child's record is a new one.
+/// Keeps the output of a child that was joined through its handle (its
+/// pipe and spill file) for the next child this process forks directly: a
+/// spawn-and-join loop then reuses them instead of making new ones per
+/// child and closing them again (four system calls fewer per child). The
+/// record holds them so that they belong to this process: a child's record
+/// is a new one.
 ///
-/// The pipe is empty (the child has exited and everything in it has been
-/// read), and completion is decided by a child's exit, never by end of
-/// file, so the parent's keeping the write end changes nothing for the
-/// next child. Another process may hold a copy of the write end (a child
-/// forked while it was kept), as of any pipe; mproc never writes through
-/// such a copy. A spare it replaces is closed.
-pub(crate) fn keep_spare_pipe(reader: PipeReader, writer: PipeWriter) {
-    let replaced = with_me(|me| me.spare_pipe.replace((reader, writer)));
+/// The pipe and the file are empty (the child has exited and everything it
+/// sent has been read), and completion is decided by a child's exit, never
+/// by end of file, so the parent's keeping the write end changes nothing
+/// for the next child. Another process may hold a copy of the write end (a
+/// child forked while it was kept), as of any pipe; mproc never writes
+/// through such a copy. A spare it replaces is closed.
+pub(crate) fn keep_spare_output(reader: PipeReader, writer: PipeWriter, spill: SpillFile) {
+    let replaced = with_me(|me| me.spare_output.replace((reader, writer, spill)));
     drop(replaced);
 }
 
-/// Takes this process's spare output pipe (see [`keep_spare_pipe`]).
-pub(crate) fn take_spare_pipe() -> Option<(PipeReader, PipeWriter)> {
-    with_me(|me| me.spare_pipe.take())
+/// Takes this process's spare output (see [`keep_spare_output`]).
+pub(crate) fn take_spare_output() -> Option<(PipeReader, PipeWriter, SpillFile)> {
+    with_me(|me| me.spare_output.take())
 }
 
 /// Becomes the child described by `setup`: run first thing in every child

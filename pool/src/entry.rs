@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::current::ChildSetup;
-use crate::process::{ProcessError, child_failed, child_main};
+use crate::process::{Output, ProcessError, child_failed, child_main};
 
 /// A function whose address all offsets are taken from. Its body is unique
 /// (a read of a private static), so no identical-code folding can merge it
@@ -82,11 +82,16 @@ where
     // caller promises `func` is the address of one.
     let f = unsafe { core::mem::transmute::<usize, fn(A) -> T>(func) };
     match mproc_os::share::decode::<A>(args, fds) {
-        Ok(args) => child_main(setup.clone(), os_parent, output, move || f(args)),
+        Ok(args) => child_main(
+            setup.clone(),
+            os_parent,
+            Output::streamed(output),
+            move || f(args),
+        ),
         Err(error) => child_failed(
             setup.clone(),
             os_parent,
-            output,
+            Output::streamed(output),
             format!("its arguments do not decode: {error}"),
         ),
     }
@@ -165,18 +170,23 @@ impl Request {
             Ok(_) => child_failed(
                 setup.clone(),
                 os_parent,
-                output,
+                Output::streamed(output),
                 "the program file changed since the parent started (rebuilt?): its code \
                  addresses cannot be trusted"
                     .to_owned(),
             ),
-            Err(error) => child_failed(setup.clone(), os_parent, output, error.to_string()),
+            Err(error) => child_failed(
+                setup.clone(),
+                os_parent,
+                Output::streamed(output),
+                error.to_string(),
+            ),
         }
         if fds.len() != self.fd_count() {
             child_failed(
                 setup.clone(),
                 os_parent,
-                output,
+                Output::streamed(output),
                 format!(
                     "{} file descriptors came with its arguments instead of {}",
                     fds.len(),

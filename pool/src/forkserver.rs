@@ -583,7 +583,13 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         let ready = {
             let mut fds = Vec::with_capacity(children.len() + 1);
             fds.push(control.as_fd());
-            fds.extend(children.iter().map(|served| served.child.pidfd()));
+            for served in &children {
+                // Opened when the child started (see below).
+                match served.child.pidfd() {
+                    Ok(pidfd) => fds.push(pidfd),
+                    Err(_) => exit_now(EXIT_SERVER_BROKEN),
+                }
+            }
             match wait_readable(&fds, None) {
                 Ok(ready) => ready,
                 Err(_) => exit_now(EXIT_SERVER_BROKEN),
@@ -660,12 +666,22 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 }
                 request.run(&setup, me, PipeWriter::from_fd(output), fds)
             }
-            Ok(Fork::Parent(child)) => {
+            Ok(Fork::Parent(mut child)) => {
                 // The child has its copies: the server keeps none.
                 drop(fds);
                 drop(output);
+                let pidfd = match child.pidfd() {
+                    Ok(pidfd) => pidfd,
+                    Err(error) => {
+                        let _ = child.kill();
+                        let reason = format!("pidfd_open: {error}");
+                        reply(&control, &FromServer::Failed { reason }, &[]);
+                        let _ = child.wait();
+                        continue;
+                    }
+                };
                 let started = FromServer::Started { pid: child.pid() };
-                reply(&control, &started, &[child.pidfd(), status_reader.as_fd()]);
+                reply(&control, &started, &[pidfd, status_reader.as_fd()]);
                 drop(status_reader);
                 children.push(Served {
                     child,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use compact_str::CompactString;
 use mproc_os::futex::Deadline;
-use mproc_os::pipe::{PipeReader, PipeWriter, ReadBuffer, pipe};
+use mproc_os::pipe::{PIPE_ATOMIC, PipeReader, PipeWriter, ReadBuffer, SpillFile, pipe};
 use mproc_os::process::{Child, ExitStatus, Fork, Signal, current_pid, exit_now, fork};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -435,9 +435,12 @@ impl Builder {
         };
         let setup = current::next_child(self.name, self.daemon);
         let parent = current_pid();
-        let (reader, writer) = match current::take_spare_pipe() {
-            Some(pair) => pair,
-            None => pipe()?,
+        let (reader, writer, spill) = match current::take_spare_output() {
+            Some(output) => output,
+            None => {
+                let (reader, writer) = pipe()?;
+                (reader, writer, SpillFile::new()?)
+            }
         };
         // No other thread may hold the fork server's lock at the fork: the
         // child would inherit it locked forever. With one thread there is
@@ -453,9 +456,12 @@ impl Builder {
         let forked = unsafe { fork() };
         match forked {
             Ok(Fork::Child) => {
-                reader.close();
+                // The read end stays open, unused: closing it would cost a
+                // system call, and the child's result never waits for a
+                // reader (see `finish`).
+                std::mem::forget(reader);
                 crate::forkserver::release_in_child(server);
-                child_main(setup, parent, writer, f)
+                child_main(setup, parent, Output::forked(writer, spill), f)
             }
             Err(error) => Err(error.into()),
             Ok(Fork::Parent(child)) => {
@@ -470,12 +476,43 @@ impl Builder {
                 // Completion is decided by the child's exit, never by end of
                 // file, so the parent may keep the write end: once the
                 // child is joined the pipe is empty and serves the next one.
-                process.spare_writer = Some(writer);
+                process.spare = Some((writer, spill));
                 Ok(process)
             }
         }
     }
 }
+
+/// Where a child sends its outcome: the write end of its output pipe (or
+/// stream socket), and for a forked child a [`SpillFile`] for an outcome
+/// longer than one atomic pipe write.
+pub(crate) struct Output {
+    pipe: PipeWriter,
+    spill: Option<SpillFile>,
+}
+
+impl Output {
+    /// The output of a child started through the fork server or by
+    /// `Spawn`, whose parent drains the pipe while it waits.
+    pub(crate) fn streamed(pipe: PipeWriter) -> Output {
+        Output { pipe, spill: None }
+    }
+
+    /// The output of a forked child, whose parent reads it only after the
+    /// exit: nothing sent ever waits for a reader.
+    fn forked(pipe: PipeWriter, spill: SpillFile) -> Output {
+        Output {
+            pipe,
+            spill: Some(spill),
+        }
+    }
+}
+
+/// The first byte of an outcome message: the encoded outcome follows.
+const INLINE: u8 = 0;
+/// The first byte of an outcome message: the encoded outcome is in the
+/// child's [`SpillFile`], and its length (`u64`, little-endian) follows.
+const SPILLED: u8 = 1;
 
 /// What a child process runs, as a type: the Rust counterpart of
 /// subclassing Python's `Process` and overriding `run`. Start one with
@@ -495,7 +532,7 @@ pub trait Run: Send + 'static {
 /// `process shutting down`, `process exiting with exitcode N`), catches a
 /// panic, runs the exit function (terminates daemon children, waits for the
 /// others), sends the outcome to `output` and `_exit`s.
-pub(crate) fn child_main<T, F>(setup: ChildSetup, os_parent: u32, output: PipeWriter, f: F) -> !
+pub(crate) fn child_main<T, F>(setup: ChildSetup, os_parent: u32, output: Output, f: F) -> !
 where
     T: Serialize,
     F: FnOnce() -> T,
@@ -514,39 +551,58 @@ where
 }
 
 /// Ends a child that could not start its entry point.
-pub(crate) fn child_failed(
-    setup: ChildSetup,
-    os_parent: u32,
-    output: PipeWriter,
-    reason: String,
-) -> ! {
+pub(crate) fn child_failed(setup: ChildSetup, os_parent: u32, output: Output, reason: String) -> ! {
     current::enter_child(setup, os_parent);
     log::error!("child process could not start: {reason}");
     finish(Outcome::<()>::Failed(reason), EXIT_START_FAILED, output)
 }
 
-fn finish<T: Serialize>(outcome: Outcome<T>, code: i32, output: PipeWriter) -> ! {
+fn finish<T: Serialize>(outcome: Outcome<T>, code: i32, output: Output) -> ! {
     // Children may hold pipes or locks the parent waits on: end them first,
     // as Python does before it reports the exit code.
     current::exit_function();
     // A small outcome is encoded on the stack: no allocation, so no heap
     // page the child still shares with its parent gets copied.
     let mut small = [0u8; 256];
-    let frame = match postcard::to_slice(&outcome, &mut small) {
-        Ok(frame) => Ok(std::borrow::Cow::Borrowed(&*frame)),
-        Err(_) => postcard::to_allocvec(&outcome).map(std::borrow::Cow::Owned),
-    };
-    let sent = match frame {
-        // Nobody listening (the handle was dropped) is not a failure.
-        Ok(frame) => match output.write_all(&frame) {
-            Ok(()) => true,
-            Err(error) => error.errno() == Some(mproc_os::Errno::PIPE),
+    small[0] = INLINE;
+    let sent = match postcard::to_slice(&outcome, &mut small[1..]) {
+        Ok(frame) => {
+            let len = 1 + frame.len();
+            send(&output, &small[..len])
+        }
+        Err(_) => match postcard::to_allocvec(&outcome) {
+            Ok(frame) => match &output.spill {
+                // Too long for one atomic write: into the spill file, and
+                // only its length through the pipe.
+                Some(spill) if 1 + frame.len() > PIPE_ATOMIC => {
+                    let mut message = [SPILLED; 9];
+                    message[1..].copy_from_slice(&(frame.len() as u64).to_le_bytes());
+                    spill.write(&frame).is_ok() && send(&output, &message)
+                }
+                _ => {
+                    let mut message = Vec::with_capacity(1 + frame.len());
+                    message.push(INLINE);
+                    message.extend_from_slice(&frame);
+                    send(&output, &message)
+                }
+            },
+            Err(_) => false,
         },
-        Err(_) => false,
     };
     let code = if sent { code } else { EXIT_UNSENT };
     log::info!("process exiting with exitcode {code}");
     exit_now(code)
+}
+
+/// Writes an outcome message. A forked child's is at most one atomic
+/// write into its empty pipe, so it never waits; another child's parent
+/// drains the pipe while it waits. Nobody listening (the handle was
+/// dropped) is not a failure.
+fn send(output: &Output, message: &[u8]) -> bool {
+    match output.pipe.write_all(message) {
+        Ok(()) => true,
+        Err(error) => error.errno() == Some(mproc_os::Errno::PIPE),
+    }
 }
 
 /// A child as its parent holds it: forked directly, or started through the
@@ -642,10 +698,11 @@ pub struct Process<T> {
     daemon: bool,
     /// The read end of the child's output pipe; `None` once joined.
     output: Option<PipeReader>,
-    /// For a child forked directly, the parent's copy of the write end,
-    /// kept so that the drained pipe can serve the next child
-    /// (see [`current::keep_spare_pipe`]).
-    spare_writer: Option<PipeWriter>,
+    /// For a child forked directly, the parent's copy of the write end and
+    /// the spill file, kept so that they serve the next child once this
+    /// one is joined (see [`current::keep_spare_output`]). A child with
+    /// them never waits for its output to be read.
+    spare: Option<(PipeWriter, SpillFile)>,
     joined: bool,
     method: StartMethod,
     _result: PhantomData<fn() -> T>,
@@ -757,7 +814,7 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
             name,
             daemon,
             output: Some(output),
-            spare_writer: None,
+            spare: None,
             joined: false,
             method,
             _result: PhantomData,
@@ -788,19 +845,34 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
         let entry = self.entry.get().ok_or(ProcessError::NotChild { pid })?;
         let mut guard = entry.child();
         let child = &mut *guard;
-        let status = child
-            .kind
-            .wait_collecting(output, &mut child.received, deadline)?;
+        let status = match (&self.spare, deadline) {
+            // A forked child never waits for its output to be read: wait for
+            // the exit alone (a plain `waitid`, one wake-up), then read.
+            (Some(_), None) => Some(child.kind.wait()?),
+            (Some(_), Some(deadline)) => child.kind.wait_timeout(deadline.remaining())?,
+            (None, _) => child
+                .kind
+                .wait_collecting(output, &mut child.received, deadline)?,
+        };
         let Some(status) = status else {
             return Err(ProcessError::Timeout);
         };
-        let result = decode(pid, self.method, status, child.received.as_slice());
+        let spill = self.spare.as_ref().map(|(_, spill)| spill);
+        if let Some(spill) = spill {
+            output.read_available(&mut child.received)?;
+            if let ExitStatus::Signaled { .. } = status {
+                // Killed, perhaps while filling the spill file: empty it
+                // for the next child.
+                let _ = spill.clear();
+            }
+        }
+        let result = decode(pid, self.method, status, child.received.as_slice(), spill);
         child.received.clear();
         drop(guard);
         self.joined = true;
-        // The child has exited and everything it wrote has been read.
-        if let (Some(output), Some(writer)) = (self.output.take(), self.spare_writer.take()) {
-            current::keep_spare_pipe(output, writer);
+        // The child has exited and everything it sent has been read.
+        if let (Some(output), Some((writer, spill))) = (self.output.take(), self.spare.take()) {
+            current::keep_spare_output(output, writer, spill);
         }
         current::unregister(pid);
         result
@@ -808,17 +880,19 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
 }
 
 /// What child `pid`, started with `method`, returned, or how it failed,
-/// from its exit `status` and the bytes it sent.
+/// from its exit `status` and the message it sent (its outcome inline, or
+/// the length of the outcome in `spill`).
 fn decode<T: DeserializeOwned>(
     pid: u32,
     method: StartMethod,
     status: ExitStatus,
-    mut frame: &[u8],
+    mut message: &[u8],
+    spill: Option<&SpillFile>,
 ) -> Result<T, ProcessError> {
     if let (StartMethod::Spawn, ExitStatus::Exited(code)) = (method, status) {
         // A spawned child first confirms it got its request; one that did
         // not ran the program's `main` instead of its entry point.
-        if frame.first() != Some(&crate::spawn::DISPATCHED_MARK) {
+        if message.first() != Some(&crate::spawn::DISPATCHED_MARK) {
             return Err(ProcessError::StartFailed {
                 pid,
                 reason: format!(
@@ -830,24 +904,61 @@ fn decode<T: DeserializeOwned>(
         }
     }
     if method == StartMethod::Spawn {
-        frame = frame
+        message = message
             .strip_prefix(&[crate::spawn::DISPATCHED_MARK])
-            .unwrap_or(frame);
+            .unwrap_or(message);
     }
-    match status {
-        ExitStatus::Signaled { signal, .. } => Err(ProcessError::Signaled { pid, signal }),
-        ExitStatus::Exited(code) if frame.is_empty() => Err(ProcessError::Exited { pid, code }),
-        ExitStatus::Exited(code) => match postcard::from_bytes::<Outcome<T>>(frame) {
-            Ok(Outcome::Returned(value)) => Ok(value),
-            Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
-            Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),
-            // Cut short: the child failed while sending.
-            Err(_) if code != EXIT_RETURNED => Err(ProcessError::Exited { pid, code }),
-            Err(error) => Err(ProcessError::BadResult {
-                pid,
-                reason: error.to_string(),
-            }),
-        },
+    let code = match status {
+        ExitStatus::Signaled { signal, .. } => return Err(ProcessError::Signaled { pid, signal }),
+        ExitStatus::Exited(code) => code,
+    };
+    let spilled;
+    let frame = match message.split_first() {
+        None => return Err(ProcessError::Exited { pid, code }),
+        Some((&INLINE, frame)) => frame,
+        Some((&SPILLED, len)) => {
+            let len = <[u8; 8]>::try_from(len).map(u64::from_le_bytes);
+            let read = match (len, spill) {
+                (Ok(len), Some(spill)) => usize::try_from(len)
+                    .map_err(|_| "a spilled outcome too long for this process".to_owned())
+                    .and_then(|len| spill.read(len).map_err(|error| error.to_string())),
+                (Err(_), _) => Err("a cut spill length".to_owned()),
+                (_, None) => Err("a spilled outcome without a spill file".to_owned()),
+            };
+            // The spill file serves the next child empty.
+            if let Some(spill) = spill {
+                let _ = spill.clear();
+            }
+            match read {
+                Ok(bytes) => {
+                    spilled = bytes;
+                    &spilled[..]
+                }
+                Err(_) if code != EXIT_RETURNED => return Err(ProcessError::Exited { pid, code }),
+                Err(reason) => return Err(ProcessError::BadResult { pid, reason }),
+            }
+        }
+        Some((tag, _)) => {
+            return if code != EXIT_RETURNED {
+                Err(ProcessError::Exited { pid, code })
+            } else {
+                Err(ProcessError::BadResult {
+                    pid,
+                    reason: format!("an outcome message starting with {tag}"),
+                })
+            };
+        }
+    };
+    match postcard::from_bytes::<Outcome<T>>(frame) {
+        Ok(Outcome::Returned(value)) => Ok(value),
+        Ok(Outcome::Panicked(message)) => Err(ProcessError::Panicked { pid, message }),
+        Ok(Outcome::Failed(reason)) => Err(ProcessError::StartFailed { pid, reason }),
+        // Cut short: the child failed while sending.
+        Err(_) if code != EXIT_RETURNED => Err(ProcessError::Exited { pid, code }),
+        Err(error) => Err(ProcessError::BadResult {
+            pid,
+            reason: error.to_string(),
+        }),
     }
 }
 
