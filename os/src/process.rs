@@ -1,9 +1,10 @@
 //! Processes: the current pid, `fork`, and child handles held through a
 //! pidfd.
 //!
-//! A [`Child`] refers to its process through a pidfd (`pidfd_open`), so
-//! signalling or waiting on it can never hit an unrelated process that
-//! reused the pid, and waiting with a timeout is a `poll` on that fd.
+//! A [`Child`] refers to its process by its pid while it is unreaped (an
+//! unreaped child keeps its pid, so waiting on it can never hit an
+//! unrelated process) and through a pidfd (`pidfd_open`, opened on first
+//! need) for signals and for waiting with a timeout, a `poll` on that fd.
 //!
 //! [`current_pid`] is cached (per thread), so that lock owners and queue
 //! slot tags can record the pid without a system call. The cache is reset
