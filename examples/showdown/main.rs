@@ -264,6 +264,29 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The time now in UTC, `YYYY-MM-DD HH:MM` (the civil-from-days
+/// algorithm of Howard Hinnant's date library).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -300,7 +323,6 @@ fn targets(rows: &[Row]) -> Vec<Verdict> {
             .find(|r| r.workload.key == key && r.implementation == implementation)
     };
     let python = python::NAME;
-    // (target, wanted, mproc case, peer case or none, kind)
     enum Want {
         /// mproc at least this many times faster than the peer.
         Faster(f64),
@@ -309,7 +331,9 @@ fn targets(rows: &[Row]) -> Vec<Verdict> {
         /// mproc's time at most this many seconds.
         AtMost(f64),
     }
-    let list: [(&str, &str, &str, &str, &str, Want); 7] = [
+    // (target, wanted, workload key, mproc implementation, peer
+    // implementation or "", what is wanted): one line per target.
+    let list = [
         (
             "u64 1P/1C: mproc PodQueue vs crossbeam ArrayQueue (threads)",
             ">= 1.0x",
@@ -464,7 +488,8 @@ fn main() {
     let started = Instant::now();
     let load_start = load_average();
     let machine = machine();
-    println!("mproc showdown: {machine}");
+    let date = utc_now();
+    println!("mproc showdown: {machine}; {date}");
     println!("load average at start: {load_start}");
 
     let (all, mut notes) = registry();
@@ -543,7 +568,7 @@ fn main() {
         markdown: String::new(),
     };
     report.line(format!(
-        "Machine: {machine}. Load average at start: {load_start}. {} rounds, {} ms per measurement.",
+        "Machine: {machine}. Run at {date}; load average at start: {load_start}. {} rounds, {} ms per measurement.",
         config.rounds,
         config.budget.as_millis()
     ));
@@ -670,16 +695,16 @@ fn scaling_report(config: &Config, report: &mut Report) {
 
     let max_exp = if config.quick { 6 } else { 7 };
     eprintln!("scaling: pool map 10^3..10^{max_exp} items, a fresh process each ...");
-    match scaling::pool_sizes(max_exp) {
+    match scaling::pool_sizes(max_exp, reps) {
         Ok(rows) => {
-            println!("\nscaling, pool map (a fresh process per size)");
+            println!("\nscaling, pool map (a fresh process per run; median of {reps})");
             println!(
                 "{:>10} {:<22} {:>10} {:>12} {:>12} {:>12}",
                 "items", "verb", "seconds", "ns/item", "peak RSS", "before"
             );
             report.line("");
             report.line(
-                "Scaling, pool map of a trivial function (a fresh process per size; peak RSS of that process)",
+                format!("Scaling, pool map of a trivial function (a fresh process per run, median of {reps} runs; peak RSS of that process, the largest of the runs)"),
             );
             report.line("");
             report.line("| Items | Verb | Time | ns per item | Peak RSS | RSS before the pool |");

@@ -55,41 +55,57 @@ pub struct PoolRow {
 /// The argument that makes this binary run one pool scaling size.
 pub const CHILD_ARG: &str = "--pool-scaling-child";
 
-/// Runs each size in a fresh run of this binary (`CHILD_ARG items lazy`).
-pub fn pool_sizes(max_exp: u32) -> Result<Vec<PoolRow>, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+/// Runs each size `reps` times, each in a fresh run of this binary
+/// (`CHILD_ARG items lazy`): the median time, the largest peak RSS.
+pub fn pool_sizes(max_exp: u32, reps: usize) -> Result<Vec<PoolRow>, String> {
     let mut rows = Vec::new();
     for exp in 3..=max_exp {
         for lazy in [false, true] {
             let items = 10u64.pow(exp);
-            let out = Command::new(&exe)
-                .args([CHILD_ARG, &items.to_string(), &lazy.to_string()])
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(format!(
-                    "pool scaling child failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let fields: Vec<f64> = text
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            let [seconds, peak, base] = fields[..] else {
-                return Err(format!("unreadable pool scaling child output: {text}"));
-            };
+            let runs = (0..reps.max(1))
+                .map(|_| pool_size(items, lazy))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut seconds: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
             rows.push(PoolRow {
                 items,
                 lazy,
-                seconds,
-                peak_kib: peak as u64,
-                base_kib: base as u64,
+                seconds: median(&mut seconds),
+                peak_kib: runs.iter().map(|r| r.peak_kib).max().unwrap_or(0),
+                base_kib: runs.iter().map(|r| r.base_kib).max().unwrap_or(0),
             });
         }
     }
     Ok(rows)
+}
+
+/// One run of one size in a fresh process.
+fn pool_size(items: u64, lazy: bool) -> Result<PoolRow, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(&exe)
+        .args([CHILD_ARG, &items.to_string(), &lazy.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "pool scaling child failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [seconds, peak, base] = fields[..] else {
+        return Err(format!("unreadable pool scaling child output: {text}"));
+    };
+    Ok(PoolRow {
+        items,
+        lazy,
+        seconds,
+        peak_kib: peak as u64,
+        base_kib: base as u64,
+    })
 }
 
 /// A field of `/proc/self/status` in KiB (`VmHWM`: the peak RSS of this
