@@ -15,9 +15,9 @@ use crate::{median, pool, stream};
 /// PodQueue across processes, crossbeam ArrayQueue across threads),
 /// medians of `reps` measurements.
 pub fn pairs(max: usize, reps: usize, budget: Duration) -> Vec<(usize, f64, f64)> {
-    let w = stream::workload(&stream::PAYLOADS[0], 0);
     let mut rows = Vec::new();
     for pairs in 1..=max {
+        let w = stream::workload(&stream::PAYLOADS[0], pairs);
         let make = |mproc: bool| -> Case {
             let role = move || -> Role {
                 if mproc {
@@ -26,7 +26,12 @@ pub fn pairs(max: usize, reps: usize, budget: Duration) -> Vec<(usize, f64, f64)
                     stream::array_queue(pairs)
                 }
             };
-            stream::crew_case(&w, "", mproc, !mproc, pairs, role)
+            let name = if mproc {
+                "mproc PodQueue"
+            } else {
+                "crossbeam ArrayQueue (threads)"
+            };
+            stream::crew_case(&w, name, mproc, !mproc, pairs, role)
         };
         let (mut m, mut x) = (make(true), make(false));
         m.calibrate(budget);
