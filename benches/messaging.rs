@@ -48,74 +48,20 @@
 
 mod common;
 
-use std::fs::File;
 use std::hint::black_box;
-use std::io::{BufReader, IoSlice, Read};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::frame::{FrameIn, write_frame};
+use common::message::{Message, STOP, U64};
 use criterion::{Criterion, Throughput};
 use crossbeam_utils::CachePadded;
 use ipc_channel::ipc;
 use mproc::{Process, Queue, Region, Semaphore, Value, pipe};
 use rustix::thread::{CpuSet, sched_setaffinity};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
-
-/// Per-sample work meaning "stop", and the `u64` that stops an echo.
-const STOP: u64 = u64::MAX;
-/// The `u64` payload: large enough that every transport carries 8 bytes
-/// or close to it (postcard's varint takes 9).
-const U64: u64 = 0x0123_4567_89ab_cdef;
-
-/// A message type of a workload.
-trait Message: Serialize + DeserializeOwned + Send + 'static {
-    /// A new message carrying `payload` (a `u64`'s 8 bytes, or the bytes).
-    fn make(payload: &[u8]) -> Self;
-    /// The message that stops an echoing child.
-    fn stop() -> Self;
-    /// Whether this is [`Self::stop`].
-    fn is_stop(&self) -> bool;
-}
-
-impl Message for u64 {
-    fn make(payload: &[u8]) -> Self {
-        u64::from_ne_bytes(payload.try_into().expect("a u64 payload has 8 bytes"))
-    }
-    fn stop() -> Self {
-        STOP
-    }
-    fn is_stop(&self) -> bool {
-        *self == STOP
-    }
-}
-
-impl Message for Vec<u8> {
-    fn make(payload: &[u8]) -> Self {
-        payload.to_vec()
-    }
-    fn stop() -> Self {
-        Vec::new()
-    }
-    fn is_stop(&self) -> bool {
-        self.is_empty()
-    }
-}
-
-impl Message for ByteBuf {
-    fn make(payload: &[u8]) -> Self {
-        ByteBuf::from(payload.to_vec())
-    }
-    fn stop() -> Self {
-        ByteBuf::new()
-    }
-    fn is_stop(&self) -> bool {
-        self.is_empty()
-    }
-}
 
 /// One payload and how it is measured.
 struct Workload {
@@ -239,53 +185,6 @@ impl Gate {
     fn stop(&self) {
         self.work.set(STOP);
         self.go.release().expect("one sample at a time");
-    }
-}
-
-/// Writes `bytes` to `fd` as one frame: their length as 4 bytes, then the
-/// bytes, with one `writev` (more only if the kernel takes part of them).
-fn write_frame(fd: &OwnedFd, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len())
-        .expect("a frame under 4 GiB")
-        .to_ne_bytes();
-    let total = len.len() + bytes.len();
-    let mut written = 0;
-    while written < total {
-        let parts = if written < len.len() {
-            [IoSlice::new(&len[written..]), IoSlice::new(bytes)]
-        } else {
-            [
-                IoSlice::new(&bytes[written - len.len()..]),
-                IoSlice::new(&[]),
-            ]
-        };
-        match rustix::io::writev(fd, &parts) {
-            Ok(n) => written += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(errno) => panic!("writev: {errno}"),
-        }
-    }
-}
-
-/// Reads the frames of [`write_frame`] from a descriptor through a buffer,
-/// as a program reading a stream of messages would.
-struct FrameIn(BufReader<File>);
-
-impl FrameIn {
-    fn new(fd: OwnedFd) -> Self {
-        Self(BufReader::with_capacity(64 << 10, File::from(fd)))
-    }
-
-    /// Reads the next frame into `buf` (resized to it); `false` at the end
-    /// of the stream.
-    fn recv(&mut self, buf: &mut Vec<u8>) -> bool {
-        let mut len = [0; 4];
-        if self.0.read_exact(&mut len).is_err() {
-            return false;
-        }
-        buf.resize(u32::from_ne_bytes(len) as usize, 0);
-        self.0.read_exact(buf).expect("a whole frame");
-        true
     }
 }
 

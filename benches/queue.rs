@@ -24,126 +24,18 @@ mod common;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::crew::{Crew, Role, STOP, fork, share};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::{Backoff, CachePadded};
-use mproc::{PodQueue, Process, Region, Semaphore, Value, spsc};
+use mproc::{PodQueue, Region, spsc};
 
-/// Per-sample work: the number of messages, or `STOP` to end the workers.
-const STOP: u64 = u64::MAX;
 /// Slots in every queue.
 const CAPACITY: usize = 4096;
 /// Values per batch in `spsc_batch`.
 const BATCH: usize = 64;
-
-/// Long-lived workers, started for each sample with the size of its work.
-struct Crew {
-    /// One starting gun per worker, so a fast worker cannot take the permit
-    /// of a slow one and run a sample twice.
-    go: Vec<Semaphore>,
-    done: Semaphore,
-    work: Value<u64>,
-    processes: Vec<Process<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// What worker `index` does with the sample's message count.
-type Role = Arc<dyn Fn(usize, u64) + Send + Sync>;
-
-impl Crew {
-    fn new() -> Self {
-        Self {
-            go: Vec::new(),
-            done: Semaphore::new(0).unwrap(),
-            work: Value::new(0).unwrap(),
-            processes: Vec::new(),
-            threads: Vec::new(),
-        }
-    }
-
-    fn worker(&mut self, index: usize, role: Role) -> impl FnOnce() + Send + 'static {
-        self.go.push(Semaphore::new(0).unwrap());
-        let (go, done, work) = (self.go[index].clone(), self.done.clone(), self.work.clone());
-        move || {
-            loop {
-                go.acquire();
-                let n = work.get();
-                if n == STOP {
-                    return;
-                }
-                role(index, n);
-                done.release().unwrap();
-            }
-        }
-    }
-
-    fn processes(workers: usize, role: Role) -> Self {
-        let mut crew = Self::new();
-        for index in 0..workers {
-            let worker = crew.worker(index, role.clone());
-            crew.processes.push(fork(worker));
-        }
-        crew
-    }
-
-    fn threads(workers: usize, role: Role) -> Self {
-        let mut crew = Self::new();
-        for index in 0..workers {
-            let worker = crew.worker(index, role.clone());
-            crew.threads.push(std::thread::spawn(worker));
-        }
-        crew
-    }
-
-    /// Runs one sample of `n` messages and returns how long it took.
-    fn run(&self, n: u64) -> Duration {
-        self.work.set(n);
-        let start = Instant::now();
-        for go in &self.go {
-            go.release().unwrap();
-        }
-        for _ in &self.go {
-            self.done.acquire();
-        }
-        start.elapsed()
-    }
-}
-
-impl Drop for Crew {
-    fn drop(&mut self) {
-        self.work.set(STOP);
-        for go in &self.go {
-            go.release().unwrap();
-        }
-        for process in &mut self.processes {
-            process.join().unwrap();
-        }
-        for thread in self.threads.drain(..) {
-            thread.join().unwrap();
-        }
-    }
-}
-
-/// Forks a child running `f`. The bench's own threads (the crossbeam crews)
-/// are joined before any fork, and criterion's only wait, so opting in to
-/// forking a threaded process is safe here.
-fn fork<T, F>(f: F) -> Process<T>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned,
-    F: FnOnce() -> T + Send + 'static,
-{
-    Process::builder()
-        .allow_threaded_fork(true)
-        .spawn(f)
-        .unwrap()
-}
-
-/// The part of `n` messages that worker `i` of `of` handles.
-fn share(n: u64, i: usize, of: usize) -> u64 {
-    n / of as u64 + u64::from((i as u64) < n % of as u64)
-}
 
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("throughput");

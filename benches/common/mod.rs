@@ -1,7 +1,13 @@
-//! What the benches share: reading criterion's results back, and running
-//! the Python script that measures the same workload in `multiprocessing`.
+//! What the benches share: reading criterion's results back, running the
+//! Python script that measures the same workload in `multiprocessing`,
+//! worker crews ([`crew`]) and raw frames ([`frame`]), the last two also
+//! used by `examples/showdown`.
 
 #![allow(dead_code)]
+
+pub mod crew;
+pub mod frame;
+pub mod message;
 
 use std::process::Command;
 
