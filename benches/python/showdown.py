@@ -2,7 +2,8 @@
 
 Prints one JSON object: workload key -> seconds per operation (a message,
 a round trip, a lock + unlock, a spawn + join, a pool item, an
-`apply_async` round trip), with the keys the showdown uses. Run with
+`apply_async` round trip, a managed dict insert + get or list append made
+by a child), with the keys the showdown uses. Run with
 `python3 benches/python/showdown.py [--scale S]`: S (default 1.0) scales
 the number of operations of every workload.
 """
@@ -153,6 +154,41 @@ def pool_workloads(scale):
     return out
 
 
+def dict_work(d, count, out):
+    d[0] = 0  # connects, outside the measurement
+    start = time.perf_counter()
+    for i in range(count):
+        d[i & 1023] = i
+        assert d[i & 1023] == i
+    out.put((time.perf_counter() - start) / count)
+
+
+def list_work(lst, count, out):
+    lst.append(0)  # connects, outside the measurement
+    start = time.perf_counter()
+    for i in range(count):
+        lst.append(i)
+    out.put((time.perf_counter() - start) / count)
+
+
+def in_child(target, proxy, count):
+    """Runs `target` in a child process; returns the child's own time."""
+    out = mp.Queue()
+    p = mp.Process(target=target, args=(proxy, count, out))
+    p.start()
+    seconds = out.get()
+    p.join()
+    return seconds
+
+
+def manager_workloads(n):
+    with mp.Manager() as manager:
+        return {
+            "manager/dict_roundtrip": in_child(dict_work, manager.dict(), n(2000)),
+            "manager/list_push": in_child(list_work, manager.list(), n(4000)),
+        }
+
+
 def main():
     scale = 1.0
     if "--scale" in sys.argv:
@@ -170,6 +206,7 @@ def main():
     out["semaphore/contended"] = contended(mp.Semaphore(2), 4, n(50_000))
     out["spawn/join"] = spawn_join("fork", n(100))
     out.update(pool_workloads(scale))
+    out.update(manager_workloads(n))
     json.dump(out, sys.stdout)
     print()
 

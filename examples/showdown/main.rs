@@ -18,10 +18,11 @@
 //! count with the peak RSS of the process calling it.
 //!
 //! Each workload family is a module returning its cases (`stream`,
-//! `roundtrip`, `sync`, `spawn`, `pool`); [`registry`] lists them.
+//! `roundtrip`, `sync`, `spawn`, `pool`, `manager`); [`registry`] lists them.
 
 mod case;
 mod chart;
+mod manager;
 mod pool;
 mod python;
 mod roundtrip;
@@ -56,6 +57,7 @@ fn registry() -> (Vec<Case>, Vec<String>) {
     let (spawn, notes) = spawn::cases();
     cases.extend(spawn);
     cases.extend(pool::cases());
+    cases.extend(manager::cases());
     (cases, notes)
 }
 
@@ -389,6 +391,22 @@ fn targets(rows: &[Row]) -> Vec<Verdict> {
             "mproc Pool",
             python,
             Want::Faster(20.0),
+        ),
+        (
+            "manager round trip: mproc vs Python",
+            ">= 10x",
+            "manager/dict_roundtrip",
+            "mproc Manager",
+            python,
+            Want::Faster(10.0),
+        ),
+        (
+            "manager list push: mproc vs Python",
+            ">= 10x",
+            "manager/list_push",
+            "mproc Manager",
+            python,
+            Want::Faster(10.0),
         ),
     ];
     let mut out = Vec::new();
