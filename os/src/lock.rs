@@ -156,6 +156,23 @@ impl<'a> LockGuard<'a> {
     }
 }
 
+impl LockGuard<'_> {
+    /// Whether a process died holding the lock (this lock call or an earlier
+    /// one took it over) and no holder has
+    /// [marked it consistent](Self::mark_consistent) since: what the lock
+    /// protects may be half-updated.
+    pub fn owner_died(&self) -> bool {
+        self.lock.raw().is_inconsistent()
+    }
+
+    /// Marks what the lock protects consistent again after a dead holder;
+    /// later guards see [`owner_died`](Self::owner_died) false.
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: a guard exists only while its lock is held by this process.
+        unsafe { self.lock.raw().mark_consistent() };
+    }
+}
+
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard").finish_non_exhaustive()

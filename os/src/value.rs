@@ -197,6 +197,23 @@ pub struct ValueGuard<'a, T: ShmSafe> {
     _not_send: PhantomData<*const ()>,
 }
 
+impl<T: ShmSafe> ValueGuard<'_, T> {
+    /// Whether a process died holding the lock (it was taken over, see
+    /// [`Lock`](crate::lock::Lock)) and no owner has
+    /// [marked the data consistent](Self::mark_consistent) since: the
+    /// data may be half-updated. Every later owner is told until one marks
+    /// it consistent.
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Marks the data consistent again after a dead owner (the caller has
+    /// checked or repaired it).
+    pub fn mark_consistent(&mut self) {
+        self.guard.mark_consistent();
+    }
+}
+
 impl<'a, T: ShmSafe> ValueGuard<'a, T> {
     fn new(guard: CellGuard<'a, T, Futex>) -> Self {
         Self {
@@ -352,6 +369,23 @@ impl<T: ShmSafe> Array<T> {
 pub struct ArrayGuard<'a, T: ShmSafe> {
     guard: CellGuard<'a, T, Futex>,
     _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> ArrayGuard<'_, T> {
+    /// Whether a process died holding the lock (it was taken over, see
+    /// [`Lock`](crate::lock::Lock)) and no owner has
+    /// [marked the data consistent](Self::mark_consistent) since: the
+    /// data may be half-updated. Every later owner is told until one marks
+    /// it consistent.
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Marks the data consistent again after a dead owner (the caller has
+    /// checked or repaired it).
+    pub fn mark_consistent(&mut self) {
+        self.guard.mark_consistent();
+    }
 }
 
 impl<'a, T: ShmSafe> ArrayGuard<'a, T> {
