@@ -285,7 +285,7 @@ impl RawMutex {
             if take_over {
                 w.check_deadline(deadline)
             } else {
-                deadline
+                (deadline, false)
             }
         };
         // No spinning for a call whose deadline has already passed.
@@ -332,8 +332,9 @@ impl RawMutex {
                 }
                 state |= WAITERS;
             }
-            if w.wait(&self.state, state, sleep_until(w)).is_err() {
-                if deadline.is_some_and(|d| w.expired(d)) {
+            let (until, check) = sleep_until(w);
+            if w.wait(&self.state, state, until).is_err() {
+                if !check || deadline.is_some_and(|d| w.expired(d)) {
                     // Out of time; a last look. WAITERS stays set, so
                     // sleepers behind us are still woken by the next unlock.
                     return if self.try_lock(id) {

@@ -74,11 +74,14 @@ pub trait Wait {
     /// The deadline of one sleep of a party that waits for an owner which
     /// might have died: `deadline`, or sooner, so that the waiter wakes up
     /// now and then to check the owner with [`owner_gone`](Wait::owner_gone).
+    /// The flag says whether the returned deadline is a check sooner than
+    /// `deadline` (so a sleep that times out is not the caller's time
+    /// running out).
     ///
-    /// The default never checks: it returns `deadline`. mproc-os returns at
-    /// most [`LIVENESS_CHECK_MS`] milliseconds from now.
-    fn check_deadline(&self, deadline: Option<Self::Deadline>) -> Option<Self::Deadline> {
-        deadline
+    /// The default never checks: it returns `(deadline, false)`. mproc-os
+    /// returns at most [`LIVENESS_CHECK_MS`] milliseconds from now.
+    fn check_deadline(&self, deadline: Option<Self::Deadline>) -> (Option<Self::Deadline>, bool) {
+        (deadline, false)
     }
 
     /// Whether the owner `id` is certainly gone (it died, or exited).

@@ -211,13 +211,14 @@ impl Wait for Futex {
     ///
     /// [`LIVENESS_CHECK_MS`]: mproc_core::wait::LIVENESS_CHECK_MS
     #[inline]
-    fn check_deadline(&self, deadline: Option<Deadline>) -> Option<Deadline> {
+    fn check_deadline(&self, deadline: Option<Deadline>) -> (Option<Deadline>, bool) {
         let check = Deadline::after(Duration::from_millis(u64::from(
             mproc_core::wait::LIVENESS_CHECK_MS,
         )));
         match (deadline, check) {
-            (Some(deadline), Some(check)) => Some(deadline.min(check)),
-            (deadline, check) => deadline.or(check),
+            (Some(deadline), Some(check)) if check < deadline => (Some(check), true),
+            (None, Some(check)) => (Some(check), true),
+            (deadline, _) => (deadline, false),
         }
     }
 
