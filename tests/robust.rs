@@ -142,6 +142,13 @@ fn value_and_array_holder_killed() {
     assert_eq!(value.get(), 8);
 }
 
+/// Waits on `cond` until killed.
+fn wait_forever(cond: &Condition, guard: &mut mproc::ConditionGuard<'_>) {
+    loop {
+        cond.wait(guard);
+    }
+}
+
 #[test]
 fn condition_holder_killed_and_waiter_killed() {
     let cond = Condition::new().unwrap();
@@ -150,14 +157,10 @@ fn condition_holder_killed_and_waiter_killed() {
     let sleeping = Event::new().unwrap();
     let mut waiter = spawn({
         let (cond, sleeping) = (cond.clone(), sleeping.clone());
-        move || -> () {
+        move || {
             let mut guard = cond.lock();
             sleeping.set();
-            loop {
-                cond.wait(&mut guard);
-            }
-            #[allow(unreachable_code)]
-            ()
+            wait_forever(&cond, &mut guard);
         }
     });
     assert!(sleeping.wait_timeout(WATCHDOG));

@@ -337,6 +337,11 @@ impl Header {
         }
     }
 
+    /// The magic number recorded ([`MAGIC`] for an mproc object).
+    pub fn magic(&self) -> u64 {
+        self.magic.load(Ordering::Relaxed)
+    }
+
     /// The creator recorded.
     pub fn origin(&self) -> Origin {
         Origin {
