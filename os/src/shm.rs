@@ -350,10 +350,10 @@ impl Region {
         };
         // A name whose creator died without unlinking it: the object is
         // still ours to use, the name goes (see the module docs).
-        if region.is_stale() {
-            if let Backing::Named { name, .. } = &region.backing {
-                let _ = shm::unlink(name.as_str());
-            }
+        if let Backing::Named { name, .. } = &region.backing
+            && region.is_stale()
+        {
+            let _ = shm::unlink(name.as_str());
         }
         Ok(region)
     }
