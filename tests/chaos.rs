@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Guard, WATCHDOG, join, spawn};
-use mproc::{Array, Event, Pool, PoolError, ProcessError};
+use mproc::{Array, Event, PodQueue, Pool, PoolError, ProcessError, Region};
 
 mproc::enable_test_support!();
 
@@ -309,4 +309,184 @@ fn pool_map_with_killed_workers() {
         (0..1_000).map(|n| n * n).collect::<Vec<_>>()
     );
     assert_eq!(pool.pids().len(), 4);
+}
+
+// The producer/consumer test: message `generation << 32 | seq` is number `seq` of
+// producer incarnation `generation`.
+const SEQ_MAX: u64 = 8_192;
+const PRODUCERS: usize = 4;
+const CONSUMERS: usize = 4;
+const QUEUE_KILLS: usize = 200;
+const MAX_GEN: u64 = (PRODUCERS + CONSUMERS + QUEUE_KILLS) as u64;
+
+/// One counter per message (how many times it was received), and one for
+/// messages that are not any producer's.
+#[derive(Clone)]
+struct Tally {
+    region: Arc<Region>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        let len = (MAX_GEN * SEQ_MAX + 1) as usize * 4;
+        Self {
+            region: Arc::new(Region::anonymous(len).expect("a shared region")),
+        }
+    }
+
+    fn counters(&self) -> &[std::sync::atomic::AtomicU32] {
+        // SAFETY: the region is mapped (shared, zero-filled) for as long as
+        // `self` lives, 4-aligned, and only used through atomics.
+        unsafe {
+            std::slice::from_raw_parts(self.region.as_ptr().as_ptr().cast(), self.region.len() / 4)
+        }
+    }
+
+    fn receive(&self, msg: u64) {
+        let (generation, seq) = (msg >> 32, msg & 0xffff_ffff);
+        let index = if generation < MAX_GEN && seq < SEQ_MAX {
+            (generation * SEQ_MAX + seq) as usize
+        } else {
+            (MAX_GEN * SEQ_MAX) as usize
+        };
+        self.counters()[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn producer(queue: PodQueue<u64>, generation: u64) -> Guard<u64> {
+    spawn(move || {
+        for seq in 0..SEQ_MAX {
+            queue
+                .put_timeout(generation << 32 | seq, WATCHDOG)
+                .expect("a put (hang?)");
+        }
+        SEQ_MAX
+    })
+}
+
+fn consumer(queue: PodQueue<u64>, tally: &Tally, stop: &Event) -> Guard<u64> {
+    let tally = tally.clone();
+    let stop = stop.clone();
+    spawn(move || {
+        let mut got = 0;
+        loop {
+            match queue.get_timeout(Duration::from_millis(20)) {
+                Ok(msg) => {
+                    tally.receive(msg);
+                    got += 1;
+                }
+                Err(_) if stop.is_set() => return got,
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+/// 4 producers and 4 consumers move numbered messages through a queue while
+/// the test SIGKILLs a random one of them at random moments and starts a
+/// new one in its place, 200 times. Afterwards no message was received
+/// twice, none that nobody sent, the number missing is at most the number
+/// of kills, and the survivors finish.
+#[test]
+fn queue_producers_and_consumers_killed_at_random() {
+    let dog = Watchdog::new(
+        "queue_producers_and_consumers_killed_at_random",
+        CHAOS_LIMIT,
+    );
+    let mut rng = Rng::seeded("queue_producers_and_consumers_killed_at_random");
+    let queue = PodQueue::<u64>::new(64).unwrap();
+    let tally = Tally::new();
+    let stop = Event::new().unwrap();
+    let mut next_gen = 0u64;
+    let mut producers: Vec<(u64, Guard<u64>)> = (0..PRODUCERS)
+        .map(|_| {
+            let generation = next_gen;
+            next_gen += 1;
+            let child = producer(queue.clone(), generation);
+            dog.register(child.pid());
+            (generation, child)
+        })
+        .collect();
+    let mut consumers: Vec<Guard<u64>> = (0..CONSUMERS)
+        .map(|_| {
+            let child = consumer(queue.clone(), &tally, &stop);
+            dog.register(child.pid());
+            child
+        })
+        .collect();
+    let mut kills = 0u64;
+    for _ in 0..QUEUE_KILLS {
+        std::thread::sleep(Duration::from_micros(rng.below(4_000)));
+        let which = rng.below((PRODUCERS + CONSUMERS) as u64) as usize;
+        if which < PRODUCERS {
+            let generation = next_gen;
+            next_gen += 1;
+            let fresh = producer(queue.clone(), generation);
+            dog.register(fresh.pid());
+            let (_, old) = std::mem::replace(&mut producers[which], (generation, fresh));
+            kills += u64::from(kill_and_reap(old));
+        } else {
+            let fresh = consumer(queue.clone(), &tally, &stop);
+            dog.register(fresh.pid());
+            let old = std::mem::replace(&mut consumers[which - PRODUCERS], fresh);
+            kills += u64::from(kill_and_reap(old));
+        }
+    }
+    // The survivors finish: every producer sends all it has, then the
+    // consumers drain the queue.
+    for (_, child) in &mut producers {
+        assert_eq!(join(child), SEQ_MAX);
+    }
+    stop.set();
+    for child in &mut consumers {
+        join(child);
+    }
+    assert!(
+        queue.is_empty(),
+        "{} messages left in the queue",
+        queue.len()
+    );
+    drop(dog);
+
+    let counters = tally.counters();
+    let bogus = counters[(MAX_GEN * SEQ_MAX) as usize].load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(bogus, 0, "messages nobody sent were received");
+    let mut missing = 0u64;
+    let mut received = 0u64;
+    for generation in 0..next_gen {
+        let row = &counters[(generation * SEQ_MAX) as usize..((generation + 1) * SEQ_MAX) as usize];
+        let counts: Vec<u32> = row
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        if let Some(seq) = counts.iter().position(|&c| c > 1) {
+            panic!(
+                "message {seq} of incarnation {generation} was received {} times",
+                counts[seq]
+            );
+        }
+        // Up to the last one received, every message sent must be there,
+        // but for those lost with a killed process.
+        let last = counts.iter().rposition(|&c| c == 1).map_or(0, |s| s + 1);
+        let got = counts.iter().filter(|&&c| c == 1).count();
+        missing += (last - got) as u64;
+        received += got as u64;
+    }
+    // The last incarnations finished: they lost nothing at their end.
+    for (generation, _) in &producers {
+        let row = &counters[(generation * SEQ_MAX) as usize..((generation + 1) * SEQ_MAX) as usize];
+        assert_eq!(
+            row[SEQ_MAX as usize - 1].load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "the last message of surviving producer {generation}"
+        );
+    }
+    eprintln!("{kills} kills, {received} messages received, {missing} missing");
+    assert!(
+        missing <= kills,
+        "{missing} messages missing after {kills} kills"
+    );
+    // Still usable.
+    queue.put_timeout(7, WATCHDOG).unwrap();
+    assert_eq!(queue.get_timeout(WATCHDOG), Ok(7));
 }
