@@ -208,7 +208,7 @@ impl<T> MpmcSlot<T> {
             if stamp_of(word) != expected || claim_of(word) & BUSY != 0 {
                 return None;
             }
-            match self.word.compare_exchange_weak(
+            match self.word.compare_exchange(
                 word,
                 slot_word(expected, BUSY | id.get()),
                 // Acquire pairs with the Release store of the party that
