@@ -96,6 +96,11 @@ impl<T: ShmSafe> Shared<T> {
 /// `get` and `set` each take the lock for one copy; [`Value::lock`] holds it
 /// across a read-modify-write, as Python's `with v.get_lock(): v.value += 1`.
 ///
+/// A process killed while it holds the lock does not block the others: the
+/// next locker takes the lock over (see [`Lock`](crate::Lock)) and its guard
+/// reports it ([`ValueGuard::owner_died`]) until one marks the value
+/// consistent. `get` and `set` take the lock over too, without telling.
+///
 /// # Examples
 ///
 /// ```
