@@ -85,7 +85,8 @@
 //!   not say who it is; it is tombstoned or freed the same way. Should the
 //!   claimer be alive after all (stopped, not killed, for that long), its
 //!   confirming CAS fails, so it never touches the slot: a producer pushes
-//!   its value again, a consumer goes on without that message.
+//!   its value again, a consumer goes on without that message. The checks
+//!   are counted within one blocking call.
 //!
 //! Every change of a slot after a claim is a CAS from the word the party
 //! examined, so a tombstone or a freeing and the claimer's own steps never
