@@ -361,9 +361,11 @@ fn rlock_count_at_max_refuses_another_level() {
     let region = Region::memfd("rlock-max", RLock::region_size()).unwrap();
     let other = second_mapping(&region);
     let lock = RLock::create_in(region).unwrap();
-    // The body follows the 64-byte header: mutex word, then count.
+    // The body follows the 64-byte header: mutex word, reserved word, the
+    // holder's record (pid and start stamp), then count.
     poke(&other, 64, std::process::id());
-    poke(&other, 68, u32::MAX);
+    poke(&other, 72, mproc::mproc_os::process::owner_id().pack());
+    poke(&other, 80, u32::MAX);
     assert!(lock.is_owned());
     assert!(lock.try_lock().is_none());
     assert!(!lock.try_acquire());

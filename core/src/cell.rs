@@ -173,7 +173,10 @@ impl<T: ShmSafe> SharedCell<T> {
         unsafe { self.mutex.as_ref() }
     }
 
-    /// Locks the values, waiting until `deadline` (`None`: forever).
+    /// Locks the values, waiting until `deadline` (`None`: forever). An
+    /// owner that died holding the lock is detected and the lock taken over
+    /// ([`RawMutex::lock`]); the guard then tells
+    /// ([`CellGuard::owner_died`]).
     pub fn lock<'a, W: Wait>(
         &'a self,
         w: &'a W,
@@ -220,6 +223,21 @@ impl<T: ShmSafe + core::fmt::Debug, W: Wait> core::fmt::Debug for CellGuard<'_, 
 }
 
 impl<T: ShmSafe, W: Wait> CellGuard<'_, T, W> {
+    /// Whether an owner died holding the lock and no owner has
+    /// [marked the values consistent](Self::mark_consistent) since: they may
+    /// be half-updated (see [`crate::mutex`]).
+    pub fn owner_died(&self) -> bool {
+        self.cell.mutex().is_inconsistent()
+    }
+
+    /// Marks the values consistent after a dead owner (the caller has
+    /// checked or repaired them): later owners see
+    /// [`owner_died`](Self::owner_died) false.
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: the guard holds the mutex.
+        unsafe { self.cell.mutex().mark_consistent() };
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.cell.len()

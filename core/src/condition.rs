@@ -3,8 +3,8 @@
 //!
 //! # State words
 //!
-//! `mutex`: the word of a [`RawMutex`] (owner id in bits 0..30, `WAITERS` in
-//! bit 31). It is the lock that waiters hold when they check their
+//! `mutex`: a [`RawMutex`] (owner id in bits 0..30, `INCONSISTENT` in bit
+//! 30, `WAITERS` in bit 31 of its word, and its owner record). It is the lock that waiters hold when they check their
 //! condition; [`RawCondition::mutex`] hands it out.
 //!
 //! `seq`, the word waiters sleep on:
@@ -87,15 +87,15 @@ pub struct RawCondition {
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RawCondition, [u32; 3]);
+static_assertions::assert_eq_size!(RawCondition, [u64; 3]);
 #[cfg(not(loom))]
-static_assertions::assert_eq_align!(RawCondition, u32);
+static_assertions::assert_eq_align!(RawCondition, u64);
 
 impl RawCondition {
-    /// Makes a condition with an unlocked mutex out of the 12 bytes at `ptr`.
+    /// Makes a condition with an unlocked mutex out of the 24 bytes at `ptr`.
     ///
     /// # Safety
-    /// `ptr` is aligned, valid for reads and writes of 12 initialized bytes
+    /// `ptr` is aligned, valid for reads and writes of 24 initialized bytes
     /// for `'a`, and used by nobody else until this returns.
     pub unsafe fn init<'a>(ptr: NonNull<RawCondition>) -> &'a RawCondition {
         let p = ptr.as_ptr();

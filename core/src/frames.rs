@@ -171,15 +171,15 @@ mod pinned {
     use core::mem::offset_of;
     use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
 
-    assert_eq_size!(WriterSide, [u64; 3]);
+    assert_eq_size!(WriterSide, [u64; 5]);
     const_assert_eq!(offset_of!(WriterSide, lock), 0);
-    const_assert_eq!(offset_of!(WriterSide, begun), 4);
-    const_assert_eq!(offset_of!(WriterSide, ended_seen), 8);
-    const_assert_eq!(offset_of!(WriterSide, head_seen), 16);
-    assert_eq_size!(ReaderSide, [u64; 2]);
+    const_assert_eq!(offset_of!(WriterSide, begun), 16);
+    const_assert_eq!(offset_of!(WriterSide, ended_seen), 20);
+    const_assert_eq!(offset_of!(WriterSide, head_seen), 32);
+    assert_eq_size!(ReaderSide, [u64; 4]);
     const_assert_eq!(offset_of!(ReaderSide, lock), 0);
-    const_assert_eq!(offset_of!(ReaderSide, ended), 4);
-    const_assert_eq!(offset_of!(ReaderSide, tail_seen), 8);
+    const_assert_eq!(offset_of!(ReaderSide, ended), 16);
+    const_assert_eq!(offset_of!(ReaderSide, tail_seen), 24);
     assert_eq_size!(Control, [u64; 3]);
     const_assert_eq!(offset_of!(Control, epochs), 0);
     const_assert_eq!(offset_of!(Control, max_messages), 8);
@@ -708,7 +708,7 @@ impl FrameRing {
         let writers = self.writers();
         writers
             .lock
-            .lock(w, id, deadline)
+            .lock_no_takeover(w, id, deadline)
             .map_err(|_| BeginWriteError::Full)?;
         // The previous writer's last swap happened before its unlock, which
         // happened before our lock: we see the tail it published.
@@ -820,7 +820,7 @@ impl FrameRing {
         let readers = self.readers();
         readers
             .lock
-            .lock(w, id, deadline)
+            .lock_no_takeover(w, id, deadline)
             .map_err(|_| BeginReadError::Empty)?;
         // The previous reader's last swap happened before its unlock, which
         // happened before our lock: we see the head it released.

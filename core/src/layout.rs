@@ -32,7 +32,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"mprocSHM");
 
 /// The version of the layouts in this crate. Bumped on any change to a
 /// `#[repr(C)]` struct that lives in shared memory.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Types whose values may be copied into shared memory and read back by
 /// another process.
@@ -335,6 +335,11 @@ impl Header {
             align: self.type_align.load(Ordering::Relaxed),
             name_hash: self.type_hash.load(Ordering::Relaxed),
         }
+    }
+
+    /// The magic number recorded ([`MAGIC`] for an mproc object).
+    pub fn magic(&self) -> u64 {
+        self.magic.load(Ordering::Relaxed)
     }
 
     /// The creator recorded.

@@ -8,10 +8,10 @@
 //!
 //! | primitive | module | progress |
 //! |---|---|---|
-//! | bounded MPMC ring of plain data, batch push/pop | [`mpmc`] | `try_*`: lock-free; a claimer stopped between claim and publish holds up the slots behind it |
+//! | bounded MPMC ring of plain data, batch push/pop | [`mpmc`] | `try_*`: lock-free; a claimer stopped between claim and publish holds up the slots behind it until a blocking waiter finds it dead (its slot records it) and skips the slot |
 //! | SPSC ring, batch push/pop | [`spsc`] | `try_*`: wait-free |
 //! | ring of byte frames (messages of any length), one writer and one reader at a time | [`frames`] | blocking; a reader in the middle of a frame waits for its writer |
-//! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each |
+//! | mutex with owner id | [`mutex`] | blocking; uncontended lock and unlock are one atomic each (and one store of the owner record); a waiter takes over from a dead owner and reports it |
 //! | reentrant mutex (a mutex and a count) | [`rlock`] | blocking; a relock by its owner takes no read-modify-write |
 //! | counting semaphore, bounded semaphore | [`semaphore`] | blocking; uncontended acquire and release are one CAS each |
 //! | condition variable with its mutex | [`condition`] | blocking; a notify with no waiter makes no wake-up call |

@@ -56,12 +56,36 @@ pub struct ModelWait {
     /// model, not shared state under test, hence a plain std atomic.
     #[allow(clippy::disallowed_types)]
     stopped: AtomicBool,
+    /// Owners may die ([`ModelWait::with_deaths`]): lockers check liveness.
+    deaths: bool,
+    /// The owner id that has died, 0 for none (shared state under test:
+    /// a death is an event other threads observe).
+    dead: AtomicU32,
+    /// Liveness checks that found the owner alive, in this execution
+    /// (bookkeeping).
+    #[allow(clippy::disallowed_types)]
+    checks: std::sync::atomic::AtomicU32,
 }
 
 impl ModelWait {
     /// A model with no sleepers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A model in which an owner may die ([`ModelWait::die`]): a locker
+    /// without a deadline sleeps with one that may time out, then checks
+    /// the owner, as mproc-os does every 10 ms.
+    pub fn with_deaths() -> Self {
+        Self {
+            deaths: true,
+            ..Self::default()
+        }
+    }
+
+    /// Owner `id` dies (it must hold nothing it will release).
+    pub fn die(&self, id: u32) {
+        self.dead.store(id, Ordering::SeqCst);
     }
 }
 
@@ -124,6 +148,32 @@ impl Wait for ModelWait {
 
     fn spin_rounds(&self) -> u32 {
         0
+    }
+
+    fn check_deadline(&self, deadline: Option<MayTimeOut>) -> (Option<MayTimeOut>, bool) {
+        match deadline {
+            None if self.deaths => (Some(MayTimeOut), true),
+            deadline => (deadline, false),
+        }
+    }
+
+    fn owner_gone(&self, id: u32, _start: Option<u32>) -> bool {
+        if self.dead.load(Ordering::SeqCst) == id {
+            return true;
+        }
+        // A live owner: the checker loops. Bound the exploration of such
+        // loops as `relax` does.
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks + 1 >= STOP_EXPLORING_AFTER
+            && !self
+                .stopped
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            loom::stop_exploring();
+        }
+        false
     }
 
     fn relax(&self, round: u32) {

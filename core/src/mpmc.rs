@@ -52,12 +52,46 @@
 //! A stamp is a 32-bit word: the position modulo 2^32. A lap always divides
 //! 2^32, so the comparisons above hold modulo 2^32, and `head` / `tail`
 //! keep 52 bits, so a party whose view is a whole 2^32 positions stale still
-//! fails its CAS. Beside the stamp, a 32-bit `claimer` word records the
-//! [`OwnerId`] of the last party that claimed the slot: a claimer stores it
-//! before it moves the value (for a batch, into every slot of the run
-//! first), so a claimer that dies between claim and publish can be
-//! identified ([`Mpmc::claimer`]). A `u64` slot is 16 bytes: four to a
-//! cache line, none straddling two.
+//! fails its CAS.
+//!
+//! # Claims, and a claimer that dies
+//!
+//! A slot's stamp shares one 64-bit word with a 32-bit *claim*:
+//!
+//! | bits of the claim | meaning                                            |
+//! |-------------------|----------------------------------------------------|
+//! | 0..30             | [`OwnerId`] of the last claimer, 0 for none        |
+//! | 30                | `BUSY`: that claimer is moving the value now       |
+//! | 31                | `SKIP`: the slot holds no message (a tombstone)    |
+//!
+//! After its CAS on `tail` or `head`, a claimer *confirms* each slot of its
+//! run with a CAS on the slot word from the stamp it expects (and no
+//! `BUSY`) to the same stamp with `BUSY` and its id, moves the value, and
+//! publishes the next stamp (Release) with `BUSY` cleared. So a slot in
+//! the middle of an operation always names the party moving it.
+//!
+//! A party that waits on a slot held up by a claimer (the `Busy` case)
+//! wakes every [`Wait::check_deadline`] interval (10 ms in mproc-os) and
+//! looks at the slot word:
+//!
+//! * `BUSY` with an id that [`Wait::owner_gone`] reports gone: the claimer
+//!   died moving the value. A producer's slot becomes a tombstone (the next
+//!   stamp, with `SKIP`): consumers take it and skip it. A consumer's slot
+//!   is freed (the stamp one lap on): its message is lost, the one that
+//!   consumer was moving.
+//! * no `BUSY`, unchanged for [`STUCK_CHECKS`] checks (a second in
+//!   mproc-os): the claimer stopped between its CAS on `tail`/`head` and
+//!   its confirming CAS, a window of a few instructions, and the slot does
+//!   not say who it is; it is tombstoned or freed the same way. Should the
+//!   claimer be alive after all (stopped, not killed, for that long), its
+//!   confirming CAS fails, so it never touches the slot: a producer pushes
+//!   its value again, a consumer goes on without that message. The checks
+//!   are counted within one blocking call.
+//!
+//! Every change of a slot after a claim is a CAS from the word the party
+//! examined, so a tombstone or a freeing and the claimer's own steps never
+//! both happen. A `u64` slot is 16 bytes: four to a cache line, none
+//! straddling two.
 //!
 //! # Progress
 //!
@@ -65,8 +99,9 @@
 //! progress. They return `Full` / `Empty` rather than wait when the slot they
 //! need is still being written or read by a party that claimed it earlier (a
 //! claimer that stops between claim and publish holds up everyone behind it,
-//! the known weakness of this ring). Blocking operations spin for
-//! [`Wait::spin_rounds`], then sleep.
+//! the known weakness of this ring, until a blocking waiter finds it dead,
+//! see above). Blocking operations spin for [`Wait::spin_rounds`], then
+//! sleep.
 
 use core::marker::PhantomData;
 use core::mem::{MaybeUninit, size_of};
@@ -76,7 +111,7 @@ use crate::layout::{
     self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
 };
 use crate::sync::{
-    AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u32, init_u64,
+    AtomicU32, AtomicU64, Backoff, Ordering, UnsafeCell, fence, init_cell, init_u64,
 };
 use crate::wait::{OwnerId, Readiness, Wait};
 use crate::{PopError, PushError, ShmSafe, TypeFingerprint, as_uninit};
@@ -98,6 +133,34 @@ const MAX_CAPACITY: u64 = 1 << 30;
 #[inline]
 fn stamp(pos: u64) -> u32 {
     pos as u32
+}
+
+/// In a slot's claim: the claimer is moving the value now.
+const BUSY: u32 = 1 << 30;
+/// In a slot's claim: the slot holds no message.
+const SKIP: u32 = 1 << 31;
+/// The owner id in a slot's claim.
+const CLAIM_ID: u32 = OwnerId::MAX;
+
+/// Liveness checks (see [`Wait::check_deadline`]) for which a claimed slot
+/// may stay unconfirmed and unchanged before a waiter gives up on its
+/// claimer: 100 checks of 10 ms in mproc-os, a second.
+pub const STUCK_CHECKS: u32 = 100;
+
+/// A slot word: `stamp` in the low half, `claim` in the high half.
+#[inline]
+fn slot_word(stamp: u32, claim: u32) -> u64 {
+    (u64::from(claim) << 32) | u64::from(stamp)
+}
+
+#[inline]
+fn stamp_of(word: u64) -> u32 {
+    word as u32
+}
+
+#[inline]
+fn claim_of(word: u64) -> u32 {
+    (word >> 32) as u32
 }
 
 #[inline]
@@ -123,11 +186,42 @@ pub struct MpmcState {
 #[derive(Debug)]
 #[repr(C)]
 pub struct MpmcSlot<T> {
-    /// See [Stamps](self#stamps).
-    stamp: AtomicU32,
-    /// The [`OwnerId`] of the last claimer, 0 before the first.
-    claimer: AtomicU32,
+    /// The stamp (see [Stamps](self#stamps)) and the claim (see
+    /// [Claims](self#claims-and-a-claimer-that-dies)).
+    word: AtomicU64,
     value: UnsafeCell<MaybeUninit<T>>,
+}
+
+impl<T> MpmcSlot<T> {
+    #[inline(always)]
+    fn stamp(&self, order: Ordering) -> u32 {
+        stamp_of(self.word.load(order))
+    }
+
+    /// Confirms our claim on the slot: from `expected` (no `BUSY`) to
+    /// `expected` with `BUSY` and `id`. Returns the claim it replaced, or
+    /// `None` if the stamp is no longer `expected` (a waiter gave up on us
+    /// and tombstoned or freed the slot: it is not ours any more).
+    #[inline(always)]
+    fn confirm(&self, expected: u32, id: OwnerId) -> Option<u32> {
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if stamp_of(word) != expected || claim_of(word) & BUSY != 0 {
+                return None;
+            }
+            match self.word.compare_exchange(
+                word,
+                slot_word(expected, BUSY | id.get()),
+                // Acquire pairs with the Release store of the party that
+                // published the stamp (as the claim's load did).
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(claim_of(word)),
+                Err(now) => word = now,
+            }
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -143,10 +237,9 @@ mod pinned {
     const_assert_eq!(offset_of!(MpmcState, epochs), 256);
     assert_eq_size!(MpmcSlot<u64>, [u64; 2]);
     assert_eq_align!(MpmcSlot<u64>, u64);
-    assert_eq_size!(MpmcSlot<u8>, [u32; 3]);
+    assert_eq_size!(MpmcSlot<u8>, [u64; 2]);
     assert_eq_size!(MpmcSlot<[u8; 64]>, [u64; 9]);
-    const_assert_eq!(offset_of!(MpmcSlot<u64>, stamp), 0);
-    const_assert_eq!(offset_of!(MpmcSlot<u64>, claimer), 4);
+    const_assert_eq!(offset_of!(MpmcSlot<u64>, word), 0);
     const_assert_eq!(offset_of!(MpmcSlot<u64>, value), 8);
 }
 
@@ -277,8 +370,7 @@ impl<T: ShmSafe> Mpmc<T> {
             Epochs::init(&raw mut (*state).epochs.0);
             for i in 0..capacity as usize {
                 let slot = parts.elems.as_ptr().add(i);
-                init_u32(&raw mut (*slot).stamp, stamp(i as u64));
-                init_u32(&raw mut (*slot).claimer, 0);
+                init_u64(&raw mut (*slot).word, slot_word(stamp(i as u64), 0));
                 init_cell(&raw mut (*slot).value, MaybeUninit::uninit());
             }
             parts.publish();
@@ -383,7 +475,9 @@ impl<T: ShmSafe> Mpmc<T> {
                 let len = if hix < tix {
                     tix - hix
                 } else if hix > tix {
-                    self.capacity - hix + tix
+                    // Saturating: a corrupted index may lie past the
+                    // capacity.
+                    (self.capacity + tix).saturating_sub(hix)
                 } else if tail == head {
                     0
                 } else {
@@ -409,7 +503,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// the ring stops moving at that slot.
     pub fn claimer(&self, index: usize) -> Option<OwnerId> {
         let slot = self.slot(index as u64)?;
-        OwnerId::new(slot.claimer.load(Ordering::Relaxed))
+        OwnerId::new(claim_of(slot.word.load(Ordering::Relaxed)) & CLAIM_ID)
     }
 
     /// Whether a pop would find a value, without popping; if not, registers
@@ -458,7 +552,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 return Readiness::Ready;
             };
             // Acquire pairs with the producer's Release store of the stamp.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.stamp(Ordering::Acquire);
             if stamp == self::stamp(head + 1) {
                 return Readiness::Ready;
             }
@@ -518,7 +612,7 @@ impl<T: ShmSafe> Mpmc<T> {
             };
             // Acquire pairs with the consumer's Release store that emptied
             // the slot, so our write cannot overtake its read.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.stamp(Ordering::Acquire);
             if stamp == self::stamp(tail) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
@@ -526,7 +620,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
                         Some(next)
-                            if next.stamp.load(Ordering::Acquire) == self::stamp(tail + count) =>
+                            if next.stamp(Ordering::Acquire) == self::stamp(tail + count) =>
                         {
                             count += 1
                         }
@@ -594,7 +688,7 @@ impl<T: ShmSafe> Mpmc<T> {
             };
             // Acquire pairs with the producer's Release store that published
             // the value.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.stamp(Ordering::Acquire);
             if stamp == self::stamp(head + 1) {
                 let room = (want as u64).min(self.capacity - index);
                 let mut count = 1;
@@ -602,8 +696,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     match self.slot(index + count) {
                         // Acquire: as above, for each slot of the batch.
                         Some(next)
-                            if next.stamp.load(Ordering::Acquire)
-                                == self::stamp(head + count + 1) =>
+                            if next.stamp(Ordering::Acquire) == self::stamp(head + count + 1) =>
                         {
                             count += 1
                         }
@@ -667,61 +760,135 @@ impl<T: ShmSafe> Mpmc<T> {
     }
 
     /// Writes `values` into the claimed positions starting at `pos` and
-    /// publishes each one.
+    /// publishes each one; returns how many it published. Fewer than all
+    /// only if a waiter gave up on us (we stopped for [`STUCK_CHECKS`]
+    /// checks between claim and confirm): the rest of the run is then
+    /// tombstoned, and the caller pushes the rest of the values again.
     ///
     /// # Safety
     /// `pos .. pos + values.len()` were claimed by one successful
     /// `claim_push`.
     #[inline(always)]
-    unsafe fn fill(&self, id: OwnerId, pos: u64, values: &[T]) {
+    unsafe fn fill(&self, id: OwnerId, pos: u64, values: &[T]) -> usize {
         let index = pos & (self.one_lap - 1);
-        let count = values.len() as u64;
-        // Sign the claim first, for every slot of the run, so that if we
-        // die before publishing, the slot that holds everyone up names us.
-        for offset in 0..count {
+        for (offset, value) in values.iter().enumerate() {
+            let at = pos + offset as u64;
             // SAFETY: a claimed position (caller).
-            let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.claimer.store(id.get(), Ordering::Relaxed);
-        }
-        for (offset, value) in (0..count).zip(values) {
-            // SAFETY: a claimed position (caller).
-            let slot = unsafe { self.claimed_slot(index, offset) };
-            // SAFETY: our CAS on `tail` made this position ours alone until
-            // we publish it below; no reader touches an unpublished slot.
+            let slot = unsafe { self.claimed_slot(index, offset as u64) };
+            if slot.confirm(stamp(at), id).is_none() {
+                self.void_rest(index, pos, offset as u64 + 1, values.len() as u64);
+                return offset;
+            }
+            // SAFETY: our CAS on `tail` and our confirmation made this
+            // position ours alone until we publish it below; no reader
+            // touches an unpublished slot.
             slot.value
                 .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(*value)) });
             // Release pairs with the consumer's Acquire load in `claim_pop`.
-            slot.stamp.store(stamp(pos + offset + 1), Ordering::Release);
+            slot.word
+                .store(slot_word(stamp(at + 1), id.get()), Ordering::Release);
+        }
+        values.len()
+    }
+
+    /// Tombstones our claimed, unconfirmed positions `pos + from .. pos +
+    /// to` (those a waiter has not voided already).
+    #[cold]
+    fn void_rest(&self, index: u64, pos: u64, from: u64, to: u64) {
+        for offset in from..to {
+            // SAFETY: a claimed position: `from..to` lies in the run that
+            // `fill`'s caller claimed.
+            let slot = unsafe { self.claimed_slot(index, offset) };
+            let word = slot.word.load(Ordering::Relaxed);
+            if stamp_of(word) == stamp(pos + offset) && claim_of(word) & BUSY == 0 {
+                // A waiter's CAS on the same word may win; either way the
+                // slot ends up a tombstone.
+                let _ = slot.word.compare_exchange(
+                    word,
+                    slot_word(stamp(pos + offset + 1), SKIP),
+                    // Release pairs with the consumer's Acquire load.
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
         }
     }
 
     /// Reads the claimed positions starting at `pos` into `out` and frees
-    /// each slot.
+    /// each slot; returns how many values it read, into `out[..n]`.
+    /// Tombstones are freed and not counted, and so are slots a waiter
+    /// freed because we stopped for [`STUCK_CHECKS`] checks between claim
+    /// and confirm (their messages are lost).
     ///
     /// # Safety
     /// `pos .. pos + out.len()` were claimed by one successful `claim_pop`.
     #[inline(always)]
-    unsafe fn drain(&self, id: OwnerId, pos: u64, out: &mut [MaybeUninit<T>]) {
+    unsafe fn drain(&self, id: OwnerId, pos: u64, out: &mut [MaybeUninit<T>]) -> usize {
         let index = pos & (self.one_lap - 1);
         let count = out.len() as u64;
-        // Sign the claim first, as in `fill`.
+        let mut read = 0;
         for offset in 0..count {
+            let at = pos + offset;
             // SAFETY: a claimed position (caller).
             let slot = unsafe { self.claimed_slot(index, offset) };
-            slot.claimer.store(id.get(), Ordering::Relaxed);
-        }
-        for (offset, value) in (0..count).zip(out.iter_mut()) {
-            // SAFETY: a claimed position (caller).
-            let slot = unsafe { self.claimed_slot(index, offset) };
-            // SAFETY: our CAS on `head` made this published position ours
-            // alone; the producer's write happened before its Release store
-            // that our Acquire load saw, and `T: ShmSafe` is valid for any
-            // bytes even if a peer misbehaved.
-            *value = slot.value.with(|cell| unsafe { *cell });
+            let Some(claim) = slot.confirm(stamp(at + 1), id) else {
+                continue;
+            };
+            if claim & SKIP == 0 {
+                // SAFETY: our CAS on `head` and our confirmation made this
+                // published position ours alone; the producer's write
+                // happened before its Release store that our Acquire saw,
+                // and `T: ShmSafe` is valid for any bytes even if a peer
+                // misbehaved.
+                out[read] = slot.value.with(|cell| unsafe { *cell });
+                read += 1;
+            }
             // Release pairs with the producer's Acquire load in `claim_push`.
-            slot.stamp
-                .store(stamp(pos + offset + self.one_lap), Ordering::Release);
+            slot.word.store(
+                slot_word(stamp(at + self.one_lap), id.get()),
+                Ordering::Release,
+            );
         }
+        read
+    }
+
+    /// A waiter held up at slot `index` checks the party holding it (see
+    /// [Claims](self#claims-and-a-claimer-that-dies)); tombstones or frees
+    /// the slot if that party is gone. Called once per liveness check.
+    #[cold]
+    #[inline(never)]
+    fn recover<W: Wait>(&self, w: &W, index: u64, stuck: &mut Stuck) {
+        let Some(slot) = self.slot(index) else {
+            return;
+        };
+        let word = slot.word.load(Ordering::Relaxed);
+        if word != stuck.word {
+            *stuck = Stuck { word, checks: 0 };
+        } else {
+            stuck.checks = stuck.checks.saturating_add(1);
+        }
+        let claim = claim_of(word);
+        let gone = if claim & BUSY != 0 {
+            w.owner_gone(claim & CLAIM_ID, None)
+        } else {
+            stuck.checks >= STUCK_CHECKS
+        };
+        if !gone {
+            return;
+        }
+        let now = stamp_of(word);
+        // A producer's slot shows the stamp of its position, which is
+        // `index` modulo a lap; a consumer's shows that position + 1.
+        let next = if u64::from(now) & (self.one_lap - 1) == index {
+            slot_word(now.wrapping_add(1), SKIP)
+        } else {
+            slot_word(now.wrapping_sub(1).wrapping_add(self.one_lap as u32), 0)
+        };
+        // Release pairs with the Acquire load of the next party to claim
+        // the slot. Fails if the slot moved since we looked.
+        let _ = slot
+            .word
+            .compare_exchange(word, next, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Wakes up to `count` of the sleepers counted in `word` on `epoch`,
@@ -756,9 +923,14 @@ impl<T: ShmSafe> Mpmc<T> {
         match self.claim_push(1) {
             Claim::Got { pos, word, .. } => {
                 // SAFETY: `pos` was claimed just now.
-                unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
+                let pushed = unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
+                // A tombstone is a published slot too: consumers wait for it.
                 Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
-                Ok(())
+                if pushed == 1 {
+                    Ok(())
+                } else {
+                    Err(PushError::Full(value))
+                }
             }
             Claim::Idle { .. } | Claim::Busy { .. } => Err(PushError::Full(value)),
         }
@@ -774,15 +946,18 @@ impl<T: ShmSafe> Mpmc<T> {
         value: T,
         deadline: Option<W::Deadline>,
     ) -> Result<(), PushError<T>> {
-        let first = self.claim_push(1);
-        if let Claim::Got { pos, word, .. } = first {
+        let mut first = Some(self.claim_push(1));
+        if let Some(Claim::Got { pos, word, .. }) = first {
             // SAFETY: `pos` was claimed just now.
-            unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
+            let pushed = unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
             Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
-            return Ok(());
+            if pushed == 1 {
+                return Ok(());
+            }
+            first = None;
         }
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        match self.push_from(w, id, core::slice::from_ref(&value), patience, Some(first)) {
+        match self.push_from(w, id, core::slice::from_ref(&value), patience, first) {
             1 => Ok(()),
             _ => Err(PushError::Full(value)),
         }
@@ -823,21 +998,21 @@ impl<T: ShmSafe> Mpmc<T> {
         let state = self.state();
         let mut done = 0;
         let mut round = 0;
+        let mut stuck = Stuck::default();
         while done < values.len() {
             let claim = first.take();
             match claim.unwrap_or_else(|| self.claim_push(values.len() - done)) {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
-                    unsafe { self.fill(id, pos, &values[done..done + count]) };
+                    done += unsafe { self.fill(id, pos, &values[done..done + count]) };
                     Self::wake_sleepers(w, &state.epochs.items, word, count);
-                    done += count;
                 }
                 _ if matches!(patience, Patience::None) => break,
                 Claim::Busy { index, seen } => {
                     if patience.expired(w) {
                         break;
                     }
-                    round = self.watch(w, index, seen, round, u32::MAX, patience);
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -866,10 +1041,17 @@ impl<T: ShmSafe> Mpmc<T> {
     /// value is still being written by a producer that has not finished.
     #[inline]
     pub fn try_pop<W: Wait>(&self, w: &W, id: OwnerId) -> Result<T, PopError> {
-        match self.claim_pop(1) {
-            // SAFETY: `pos` was claimed just now.
-            Claim::Got { pos, word, .. } => Ok(unsafe { self.take_one(w, id, pos, word) }),
-            Claim::Idle { .. } | Claim::Busy { .. } => Err(PopError::Empty),
+        loop {
+            match self.claim_pop(1) {
+                Claim::Got { pos, word, .. } => {
+                    // SAFETY: `pos` was claimed just now.
+                    if let Some(value) = unsafe { self.take_one(w, id, pos, word) } {
+                        return Ok(value);
+                    }
+                    // A tombstone: progress; look again.
+                }
+                Claim::Idle { .. } | Claim::Busy { .. } => return Err(PopError::Empty),
+            }
         }
     }
 
@@ -882,15 +1064,18 @@ impl<T: ShmSafe> Mpmc<T> {
         id: OwnerId,
         deadline: Option<W::Deadline>,
     ) -> Result<T, PopError> {
-        let first = self.claim_pop(1);
-        if let Claim::Got { pos, word, .. } = first {
+        let mut first = Some(self.claim_pop(1));
+        if let Some(Claim::Got { pos, word, .. }) = first {
             // SAFETY: `pos` was claimed just now.
-            return Ok(unsafe { self.take_one(w, id, pos, word) });
+            if let Some(value) = unsafe { self.take_one(w, id, pos, word) } {
+                return Ok(value);
+            }
+            first = None;
         }
         let mut value = MaybeUninit::uninit();
         let patience = deadline.map_or(Patience::Forever, Patience::Until);
         let out = core::slice::from_mut(&mut value);
-        match self.pop_into(w, id, out, patience, Some(first)) {
+        match self.pop_into(w, id, out, patience, first) {
             // SAFETY: `pop_into` initialized the one value it reports.
             1 => Ok(unsafe { value.assume_init() }),
             _ => Err(PopError::Empty),
@@ -899,17 +1084,19 @@ impl<T: ShmSafe> Mpmc<T> {
 
     /// Takes the value at position `pos`, claimed by a CAS that replaced
     /// `word`: the fast path of the single pops, small enough to inline.
+    /// `None` if the slot held no message (a tombstone, or freed by a
+    /// waiter that gave up on us).
     ///
     /// # Safety
     /// `pos` was claimed by one successful `claim_pop`.
     #[inline(always)]
-    unsafe fn take_one<W: Wait>(&self, w: &W, id: OwnerId, pos: u64, word: u64) -> T {
+    unsafe fn take_one<W: Wait>(&self, w: &W, id: OwnerId, pos: u64, word: u64) -> Option<T> {
         let mut value = MaybeUninit::uninit();
         // SAFETY: `pos` is claimed (caller).
-        unsafe { self.drain(id, pos, core::slice::from_mut(&mut value)) };
+        let read = unsafe { self.drain(id, pos, core::slice::from_mut(&mut value)) };
         Self::wake_sleepers(w, &self.state().epochs.space, word, 1);
-        // SAFETY: `drain` initialized the value.
-        unsafe { value.assume_init() }
+        // SAFETY: `drain` initialized the value if it read one.
+        (read == 1).then(|| unsafe { value.assume_init() })
     }
 
     /// Pops up to `out.len()` values that are ready now, oldest first, and
@@ -948,14 +1135,14 @@ impl<T: ShmSafe> Mpmc<T> {
         let state = self.state();
         let mut done = 0;
         let mut round = 0;
+        let mut stuck = Stuck::default();
         while done < out.len() {
             let claim = first.take();
             match claim.unwrap_or_else(|| self.claim_pop(out.len() - done)) {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
-                    unsafe { self.drain(id, pos, &mut out[done..done + count]) };
+                    done += unsafe { self.drain(id, pos, &mut out[done..done + count]) };
                     Self::wake_sleepers(w, &state.epochs.space, word, count);
-                    done += count;
                 }
                 // Have something, or may not wait: done.
                 _ if done > 0 || matches!(patience, Patience::None) => break,
@@ -963,7 +1150,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     if patience.expired(w) {
                         break;
                     }
-                    round = self.watch(w, index, seen, round, u32::MAX, patience);
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -984,6 +1171,28 @@ impl<T: ShmSafe> Mpmc<T> {
             }
         }
         done
+    }
+
+    /// Waits for slot `index`, held up by a party that claimed it, to move
+    /// on from stamp `seen`; at every liveness check
+    /// ([`Wait::check_deadline`]) looks whether that party is gone (see
+    /// [`Mpmc::recover`]). Returns the round reached.
+    fn wait_busy<W: Wait>(
+        &self,
+        w: &W,
+        index: u64,
+        seen: u32,
+        round: u32,
+        patience: Patience<W::Deadline>,
+        stuck: &mut Stuck,
+    ) -> u32 {
+        let (until, check) = w.check_deadline(patience.deadline());
+        let bounded = until.map_or(Patience::Forever, Patience::Until);
+        let round = self.watch(w, index, seen, round, u32::MAX, bounded);
+        if check && until.is_some_and(|d| w.expired(d)) {
+            self.recover(w, index, stuck);
+        }
+        round
     }
 
     /// Backs off while the stamp of slot `index` still reads `seen`, from
@@ -1011,7 +1220,7 @@ impl<T: ShmSafe> Mpmc<T> {
             round = round.saturating_add(1);
             let changed = self
                 .slot(index)
-                .is_none_or(|slot| slot.stamp.load(Ordering::Relaxed) != seen);
+                .is_none_or(|slot| slot.stamp(Ordering::Relaxed) != seen);
             if changed || round >= limit || patience.expired(w) {
                 return round;
             }
@@ -1077,6 +1286,15 @@ impl<T: ShmSafe> Mpmc<T> {
             Err(_) => Err(()),
         }
     }
+}
+
+/// What a waiter held up at one slot saw at its last liveness check.
+#[derive(Clone, Copy, Default)]
+struct Stuck {
+    /// The slot word.
+    word: u64,
+    /// Checks in a row that found it so.
+    checks: u32,
 }
 
 /// How long a pop may wait for its first value.

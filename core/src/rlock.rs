@@ -3,8 +3,11 @@
 //!
 //! # State words
 //!
-//! `mutex`: the word of a [`RawMutex`] (owner id in bits 0..30, `WAITERS` in
-//! bit 31).
+//! `mutex`: a [`RawMutex`] (owner id in bits 0..30, `INCONSISTENT` in bit
+//! 30, `WAITERS` in bit 31 of its word, and its owner record). An owner that
+//! dies holding the lock is taken over by the next locker (see
+//! [`crate::mutex`]), which starts again from one level: the dead owner's
+//! levels die with it.
 //!
 //! `count`:
 //!
@@ -25,7 +28,7 @@ use core::ptr::NonNull;
 
 use crate::TypeFingerprint;
 use crate::layout::{self, LayoutError, ObjectKind, ObjectLayout, Origin};
-use crate::mutex::RawMutex;
+use crate::mutex::{Acquired, RawMutex};
 use crate::sync::{AtomicU32, Ordering, init_u32};
 use crate::wait::{OwnerId, TimedOut, Wait};
 
@@ -122,15 +125,15 @@ pub struct RawRLock {
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RawRLock, [u32; 2]);
+static_assertions::assert_eq_size!(RawRLock, [u64; 3]);
 #[cfg(not(loom))]
-static_assertions::assert_eq_align!(RawRLock, u32);
+static_assertions::assert_eq_align!(RawRLock, u64);
 
 impl RawRLock {
-    /// Makes an unlocked reentrant lock out of the 8 bytes at `ptr`.
+    /// Makes an unlocked reentrant lock out of the 24 bytes at `ptr`.
     ///
     /// # Safety
-    /// `ptr` is aligned, valid for reads and writes of 8 initialized bytes for
+    /// `ptr` is aligned, valid for reads and writes of 24 initialized bytes for
     /// `'a`, and used by nobody else until this returns.
     pub unsafe fn init<'a>(ptr: NonNull<RawRLock>) -> &'a RawRLock {
         let p = ptr.as_ptr();
@@ -197,12 +200,11 @@ impl RawRLock {
         }
     }
 
-    /// Whether `id` holds the lock. Only `id` itself writes `id` into the
-    /// mutex word, and only `id` clears it, so when `id` asks, the answer
-    /// cannot change under it.
+    /// Whether `id` holds the lock ([`RawMutex::held_by`]: exact when `id`
+    /// asks, and false for a process that reuses a dead owner's pid).
     #[inline]
     fn held_by(&self, id: OwnerId) -> bool {
-        self.mutex.owner() == Some(id.get())
+        self.mutex.held_by(id)
     }
 
     /// One more level for the owner; false if it holds `u32::MAX` already.
@@ -240,21 +242,55 @@ impl RawRLock {
     /// [`LockError::TooManyLevels`] if `id` already holds `u32::MAX`
     /// levels. Nothing changes then.
     #[inline]
+    ///
+    /// Returns [`Acquired::OwnerDied`] if an owner died holding the lock
+    /// and nobody has [marked it consistent](Self::mark_consistent) since.
     pub fn lock<W: Wait>(
         &self,
         w: &W,
         id: OwnerId,
         deadline: Option<W::Deadline>,
-    ) -> Result<(), LockError> {
+    ) -> Result<Acquired, LockError> {
         if self.held_by(id) {
             return if self.relock() {
-                Ok(())
+                Ok(self.acquired())
             } else {
                 Err(LockError::TooManyLevels)
             };
         }
-        self.mutex.lock(w, id, deadline)?;
+        let acquired = self.mutex.lock(w, id, deadline)?;
         self.count.store(1, Ordering::Relaxed);
+        Ok(acquired)
+    }
+
+    fn acquired(&self) -> Acquired {
+        if self.mutex.is_inconsistent() {
+            Acquired::OwnerDied
+        } else {
+            Acquired::Clean
+        }
+    }
+
+    /// Whether an owner died holding the lock and nobody has marked it
+    /// consistent since (a snapshot; exact for the holder).
+    pub fn is_inconsistent(&self) -> bool {
+        self.mutex.is_inconsistent()
+    }
+
+    /// Marks the data the lock protects consistent again after an owner
+    /// died ([`RawMutex::mark_consistent`]).
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotOwner`] if `id` does not hold the lock; nothing
+    /// changes then.
+    pub fn mark_consistent(&self, id: OwnerId) -> Result<(), ReleaseError> {
+        if !self.held_by(id) {
+            return Err(ReleaseError::NotOwner {
+                holder: self.mutex.owner(),
+            });
+        }
+        // SAFETY: `id` holds the mutex (checked above; only `id` changes that).
+        unsafe { self.mutex.mark_consistent() };
         Ok(())
     }
 
@@ -266,9 +302,10 @@ impl RawRLock {
     /// changes then.
     #[inline]
     pub fn unlock<W: Wait>(&self, w: &W, id: OwnerId) -> Result<(), ReleaseError> {
-        let holder = self.mutex.owner();
-        if holder != Some(id.get()) {
-            return Err(ReleaseError::NotOwner { holder });
+        if !self.held_by(id) {
+            return Err(ReleaseError::NotOwner {
+                holder: self.mutex.owner(),
+            });
         }
         let count = self.count.load(Ordering::Relaxed);
         if count > 1 {

@@ -70,7 +70,41 @@ pub trait Wait {
     /// away (yield, then short sleeps), because the party being waited for
     /// may be a process that is not running.
     fn relax(&self, round: u32);
+
+    /// The deadline of one sleep of a party that waits for an owner which
+    /// might have died: `deadline`, or sooner, so that the waiter wakes up
+    /// now and then to check the owner with [`owner_gone`](Wait::owner_gone).
+    /// The flag says whether the returned deadline is a check sooner than
+    /// `deadline` (so a sleep that times out is not the caller's time
+    /// running out).
+    ///
+    /// The default never checks: it returns `(deadline, false)`. mproc-os
+    /// returns at most [`LIVENESS_CHECK_MS`] milliseconds from now.
+    fn check_deadline(&self, deadline: Option<Self::Deadline>) -> (Option<Self::Deadline>, bool) {
+        (deadline, false)
+    }
+
+    /// Whether the owner `id` is certainly gone (it died, or exited).
+    ///
+    /// `start` is its start stamp (see [`OwnerId`]) when the owner recorded
+    /// one, `None` when it is not known (the owner died, or is about to
+    /// record it, in the few instructions between claiming and recording).
+    /// An implementation answers `true` only when it is sure: a process
+    /// with that id does not exist (or is a zombie), or exists with another
+    /// start stamp (the id was reused).
+    ///
+    /// The default cannot tell, and answers `false`.
+    fn owner_gone(&self, id: u32, start: Option<u32>) -> bool {
+        let _ = (id, start);
+        false
+    }
 }
+
+/// How often (in milliseconds) a party waiting on a lock or a slot whose
+/// owner may have died checks that owner's liveness, in mproc-os: an owner
+/// killed while it holds a lock is detected by a waiter within this time
+/// (plus the cost of the check, a read of `/proc/<pid>/stat`).
+pub const LIVENESS_CHECK_MS: u32 = 10;
 
 /// Whether a read from a ring would find something, as seen by a party that
 /// watches rings without reading from them: one that waits for the first of
@@ -179,22 +213,38 @@ impl Wait for Spin {
 }
 
 /// The id a process (or thread) records in a lock it holds or a slot it
-/// claims: a value in `1..=OwnerId::MAX`. mproc-os uses the process id.
+/// claims: a value in `1..=OwnerId::MAX`, and beside it a *start stamp*
+/// that tells this owner from a later one with the same id.
+///
+/// mproc-os uses the process id and the low 32 bits of the process's start
+/// time (clock ticks since boot): a process that reuses a dead owner's pid
+/// starts later, so its stamp differs, and a waiter that checks liveness
+/// ([`Wait::owner_gone`]) does not mistake it for the dead owner. A stamp of
+/// 0 means "unknown".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct OwnerId(core::num::NonZeroU32);
+pub struct OwnerId {
+    id: core::num::NonZeroU32,
+    start: u32,
+}
 
 impl OwnerId {
     /// The largest id: owner ids take the low 30 bits of a mutex word
     /// (Linux pids are below 2^22).
     pub const MAX: u32 = (1 << 30) - 1;
 
-    /// `id`, if it is in `1..=OwnerId::MAX`.
+    /// `id` with an unknown start stamp, if `id` is in `1..=OwnerId::MAX`.
     pub const fn new(id: u32) -> Option<Self> {
+        Self::with_start(id, 0)
+    }
+
+    /// `id` with the start stamp `start` (0: unknown), if `id` is in
+    /// `1..=OwnerId::MAX`.
+    pub const fn with_start(id: u32, start: u32) -> Option<Self> {
         if id > Self::MAX {
             return None;
         }
         match core::num::NonZeroU32::new(id) {
-            Some(id) => Some(Self(id)),
+            Some(id) => Some(Self { id, start }),
             None => None,
         }
     }
@@ -202,6 +252,26 @@ impl OwnerId {
     /// The id as a number.
     #[inline]
     pub const fn get(self) -> u32 {
-        self.0.get()
+        self.id.get()
+    }
+
+    /// The start stamp (0: unknown).
+    #[inline]
+    pub const fn start(self) -> u32 {
+        self.start
+    }
+
+    /// The id and stamp packed in one `u64` (id in the high half), as locks
+    /// and slots record them; never 0.
+    #[inline]
+    pub const fn pack(self) -> u64 {
+        ((self.id.get() as u64) << 32) | self.start as u64
+    }
+
+    /// The inverse of [`pack`](Self::pack); `None` for 0 or an id out of
+    /// range.
+    #[inline]
+    pub const fn unpack(packed: u64) -> Option<Self> {
+        Self::with_start((packed >> 32) as u32, packed as u32)
     }
 }

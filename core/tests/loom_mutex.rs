@@ -9,7 +9,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_support::{Mem, id, model, origin};
 use mproc_core::model::{MayTimeOut, ModelWait};
-use mproc_core::mutex::RawMutex;
+use mproc_core::mutex::{Acquired, RawMutex};
 
 struct Shared {
     mem: Mem,
@@ -98,5 +98,54 @@ fn timed_locker_does_not_strand_blocking_one() {
         let count = shared.counter.with(|c| unsafe { *c });
         assert_eq!(count, 1 + u32::from(timed_got_it));
         assert_eq!(shared.mutex().owner(), None);
+    });
+}
+
+/// Owner 1 dies holding the lock; two lockers without deadlines both get it
+/// (the dead owner is found and the lock taken over, never by both at once:
+/// loom flags a concurrent access to the counter), and the owner-died report
+/// reaches exactly one of them, which marks the lock consistent.
+#[test]
+fn dead_owner_is_taken_over_once() {
+    loom_support::model_bounded(2, || {
+        let mem = Mem::new(RawMutex::object_layout());
+        // SAFETY: `mem` is zeroed, aligned, and lives as long as `shared`.
+        unsafe { RawMutex::create(mem.ptr(), mem.len(), origin()) }.unwrap();
+        let shared = Arc::new(Shared {
+            mem,
+            counter: UnsafeCell::new(0),
+            w: ModelWait::with_deaths(),
+        });
+        let w = &shared.w;
+        shared.mutex().lock(w, id(1), None).unwrap();
+        let lockers: Vec<_> = (2..=3)
+            .map(|who| {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let mutex = shared.mutex();
+                    let acquired = mutex.lock(&shared.w, id(who), None).unwrap();
+                    if acquired == Acquired::OwnerDied {
+                        // SAFETY: we hold it.
+                        unsafe { mutex.mark_consistent() };
+                    }
+                    // SAFETY: we hold the mutex.
+                    shared.counter.with_mut(|c| unsafe { *c += 1 });
+                    // SAFETY: we hold it.
+                    unsafe { mutex.unlock(&shared.w) };
+                    acquired == Acquired::OwnerDied
+                })
+            })
+            .collect();
+        // Owner 1 dies without unlocking.
+        w.die(1);
+        let reports = lockers
+            .into_iter()
+            .map(|t| u32::from(t.join().unwrap()))
+            .sum::<u32>();
+        assert_eq!(reports, 1);
+        // SAFETY: every other thread has been joined.
+        assert_eq!(shared.counter.with(|c| unsafe { *c }), 2);
+        assert!(!shared.mutex().is_locked());
+        assert!(!shared.mutex().is_inconsistent());
     });
 }

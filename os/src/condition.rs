@@ -250,6 +250,22 @@ impl<'a> ConditionGuard<'a> {
     }
 }
 
+impl ConditionGuard<'_> {
+    /// Whether a process died holding the condition's lock (it was taken
+    /// over, as for a [`Lock`](crate::Lock), by this lock or an earlier one,
+    /// or when a [`wait`](Condition::wait) took the lock back) and no holder
+    /// has [marked it consistent](Self::mark_consistent) since.
+    pub fn owner_died(&self) -> bool {
+        self.cond.raw().mutex().is_inconsistent()
+    }
+
+    /// Marks what the lock protects consistent again after a dead holder.
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: a guard exists only while this process holds the lock.
+        unsafe { self.cond.raw().mutex().mark_consistent() };
+    }
+}
+
 impl fmt::Debug for ConditionGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConditionGuard").finish_non_exhaustive()

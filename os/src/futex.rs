@@ -205,6 +205,29 @@ impl Wait for Futex {
         deadline.has_passed()
     }
 
+    /// `deadline`, or [`LIVENESS_CHECK_MS`] milliseconds from now if that is
+    /// sooner: a party waiting for an owner that may have died wakes up that
+    /// often to check it.
+    ///
+    /// [`LIVENESS_CHECK_MS`]: mproc_core::wait::LIVENESS_CHECK_MS
+    #[inline]
+    fn check_deadline(&self, deadline: Option<Deadline>) -> (Option<Deadline>, bool) {
+        let check = Deadline::after(Duration::from_millis(u64::from(
+            mproc_core::wait::LIVENESS_CHECK_MS,
+        )));
+        match (deadline, check) {
+            (Some(deadline), Some(check)) if check < deadline => (Some(check), true),
+            (None, Some(check)) => (Some(check), true),
+            (deadline, _) => (deadline, false),
+        }
+    }
+
+    /// [`owner_gone`](crate::process::owner_gone): no such process, a
+    /// zombie, or another start time.
+    fn owner_gone(&self, id: u32, start: Option<u32>) -> bool {
+        crate::process::owner_gone(id, start)
+    }
+
     /// [`SPIN_ROUNDS`]` + `[`YIELD_ROUNDS`]: blocking calls spin, yield, then
     /// sleep.
     #[inline]

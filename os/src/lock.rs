@@ -21,8 +21,31 @@ use crate::shm::Region;
 /// Locking and unlocking an uncontended lock are one atomic operation each,
 /// without a system call; a contended locker spins briefly, then sleeps on a
 /// shared futex. The lock records the pid of its holder (in the same word
-/// that locks it). Like Python's `Lock` it is not reentrant: a process that
-/// locks it twice waits for itself.
+/// that locks it) and its start time (beside it). Like Python's `Lock` it
+/// is not reentrant: a process that locks it twice waits for itself.
+///
+/// # A holder that dies
+///
+/// A process killed while it holds the lock (even with `SIGKILL`) does not
+/// leave it locked for ever: a process waiting for the lock checks every
+/// 10 ms ([`LIVENESS_CHECK_MS`]) whether the holder is still alive (by its
+/// pid *and* its start time in `/proc/<pid>/stat`, so a new process that got
+/// the dead holder's pid is not mistaken for it; a zombie counts as dead),
+/// and takes the lock over when it is gone. Its guard then says so
+/// ([`LockGuard::owner_died`]), as does every later guard until one calls
+/// [`LockGuard::mark_consistent`], like a robust pthread mutex's
+/// `EOWNERDEAD`. [`try_lock`](Self::try_lock) does not check liveness: use
+/// [`lock_timeout`](Self::lock_timeout) to take over from a dead holder.
+///
+/// Why not the kernel's robust futexes: the kernel keeps one robust-futex
+/// list per thread and the C library has registered its own, so mproc
+/// cannot add its locks to it. A robust process-shared pthread mutex would
+/// work too, but its layout is the C library's private business (40 bytes
+/// in glibc, another size elsewhere), which a shared-memory layout pinned
+/// at compile time cannot hold, and every lock and unlock also updates the
+/// thread's robust list.
+///
+/// [`LIVENESS_CHECK_MS`]: mproc_core::wait::LIVENESS_CHECK_MS
 ///
 /// # Examples
 ///
@@ -153,6 +176,23 @@ impl<'a> LockGuard<'a> {
             lock,
             _not_send: PhantomData,
         }
+    }
+}
+
+impl LockGuard<'_> {
+    /// Whether a process died holding the lock (this lock call or an earlier
+    /// one took it over) and no holder has
+    /// [marked it consistent](Self::mark_consistent) since: what the lock
+    /// protects may be half-updated.
+    pub fn owner_died(&self) -> bool {
+        self.lock.raw().is_inconsistent()
+    }
+
+    /// Marks what the lock protects consistent again after a dead holder;
+    /// later guards see [`owner_died`](Self::owner_died) false.
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: a guard exists only while its lock is held by this process.
+        unsafe { self.lock.raw().mark_consistent() };
     }
 }
 

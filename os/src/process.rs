@@ -138,7 +138,9 @@ extern "C" fn reset_after_fork() {
     PID.set(0);
 }
 
-/// The caller as an [`OwnerId`]: its pid.
+/// The caller as an [`OwnerId`]: its pid, with the low 32 bits of its
+/// start time ([`origin`]) as the start stamp, so that a later process that
+/// reuses the pid is told apart ([`owner_gone`]).
 #[inline]
 pub fn owner_id() -> OwnerId {
     /// Never used: Linux pids are at most 2^22 - 1 (`PID_MAX_LIMIT` - 1)
@@ -147,7 +149,70 @@ pub fn owner_id() -> OwnerId {
         Some(id) => id,
         None => panic!("OwnerId::MAX is a valid owner id"),
     };
-    OwnerId::new(current_pid()).unwrap_or(UNREACHABLE)
+    let origin = origin();
+    // The low 32 bits: ticks wrap after 497 days at 100 Hz, and a pid is
+    // reused with the same stamp only by a process started a multiple of
+    // that much later.
+    OwnerId::with_start(origin.pid, origin.start_time as u32).unwrap_or(UNREACHABLE)
+}
+
+/// Whether the owner `pid` (with start stamp `start`, the low 32 bits of its
+/// start time, when known) is certainly gone: the liveness check behind
+/// [`Futex`](crate::futex::Futex)'s [`Wait::owner_gone`](mproc_core::Wait::owner_gone).
+///
+/// Reads `/proc/<pid>/stat` (`open`, `read`, `close`): gone if there is no
+/// such process, if it is a zombie (killed but not yet reaped: it holds
+/// nothing any more), or if it started at another time than `start` (the
+/// pid was reused). Without a readable `/proc` it falls back to
+/// `kill(pid, 0)` failing with `ESRCH`. Any other failure answers "not
+/// gone": a waiter then keeps waiting rather than break a live owner's lock.
+///
+/// # References
+///  - [Linux `proc_pid_stat(5)`]
+///  - [Linux `kill(2)`]
+///
+/// [Linux `proc_pid_stat(5)`]: https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html
+/// [Linux `kill(2)`]: https://man7.org/linux/man-pages/man2/kill.2.html
+pub fn owner_gone(pid: u32, start: Option<u32>) -> bool {
+    let mut stat = [0u8; 2048];
+    match read_stat(pid, &mut stat) {
+        Ok(len) => {
+            let stat = &stat[..len];
+            if matches!(stat_state(stat), Some(b'Z' | b'X' | b'x')) {
+                return true;
+            }
+            match (start, parse_start_time(stat)) {
+                (Some(start), Some(now)) if start != 0 => now as u32 != start,
+                _ => false,
+            }
+        }
+        Err(Error::Os {
+            errno: Errno::NOENT | Errno::SRCH,
+            ..
+        }) => {
+            // No entry: gone, if this process can read its own.
+            if origin().start_time != 0 {
+                return true;
+            }
+            let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                return false;
+            };
+            rustix::process::test_kill_process(pid) == Err(Errno::SRCH)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Field 3 (`state`, one letter) of a `/proc/<pid>/stat` line.
+fn stat_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat[close + 1..]
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
 }
 
 /// The start time of process `pid`, in clock ticks since boot.

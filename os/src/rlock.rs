@@ -168,7 +168,7 @@ impl RLock {
     #[inline]
     fn take(&self, until: Option<Deadline>) -> Result<(), TimedOut> {
         match self.raw().lock(&Futex, owner_id(), until) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(LockError::TimedOut) => Err(TimedOut),
             Err(error) => panic!("{error}"),
         }
@@ -203,6 +203,25 @@ impl RLock {
         self.raw().owner()
     }
 
+    /// Whether a process died holding the lock (a waiter took it over after
+    /// finding the holder gone, within about 10 ms, as for a
+    /// [`Lock`](crate::Lock)) and no holder has
+    /// [marked it consistent](Self::mark_consistent) since: what it protects
+    /// may be half-updated. A snapshot; exact for the holder.
+    pub fn owner_died(&self) -> bool {
+        self.raw().is_inconsistent()
+    }
+
+    /// Marks what the lock protects consistent again after a dead owner;
+    /// later holders see [`owner_died`](Self::owner_died) false.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotOwner`] if this process does not hold the lock;
+    /// nothing changes then.
+    pub fn mark_consistent(&self) -> Result<(), ReleaseError> {
+        self.raw().mark_consistent(owner_id())
+    }
+
     /// Whether this process holds the lock.
     pub fn is_owned(&self) -> bool {
         self.owner() == Some(owner_id().get())
@@ -229,6 +248,21 @@ impl<'a> RLockGuard<'a> {
             lock,
             _not_send: PhantomData,
         }
+    }
+}
+
+impl RLockGuard<'_> {
+    /// Whether a process died holding the lock and no holder has marked it
+    /// consistent since ([`RLock::owner_died`]).
+    pub fn owner_died(&self) -> bool {
+        self.lock.owner_died()
+    }
+
+    /// Marks what the lock protects consistent again
+    /// ([`RLock::mark_consistent`]).
+    pub fn mark_consistent(&mut self) {
+        // The guard's process holds the lock, so this is not refused.
+        let _ = self.lock.mark_consistent();
     }
 }
 

@@ -17,6 +17,21 @@
 //!   The name outlives every process unless somebody unlinks it: the creating
 //!   region does so on drop unless told otherwise ([`Region::keep_name`]).
 //!
+//! # Names left behind
+//!
+//! A creator killed with `SIGKILL` never drops its region, so its name
+//! stays in `/dev/shm`. mproc marks a name that its creating region still
+//! owns (the owner-execute bit of the object's mode: set at creation,
+//! cleared by [`Region::keep_name`]), and every mproc object records its
+//! creator (pid and start time) in its header. The next process that opens
+//! the name ([`Region::open_named`]) or tries to create it again
+//! ([`Region::create_named`]) finds a marked mproc object whose creator is
+//! gone and unlinks the name ([`Region::unlink_if_stale`]): an opener still
+//! gets the object (mappings outlive names, and the memory is freed with
+//! the last one), a creator gets a fresh one. Names that were kept, and
+//! blocks without an mproc header ([`SharedMemory`](crate::SharedMemory),
+//! Python's layout), are left alone.
+//!
 //! Every constructor either returns a region or an error, and on error leaves
 //! no mapping, file descriptor or (for `create_named`) name behind.
 //!
@@ -32,11 +47,16 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use mproc_core::LayoutError;
+use mproc_core::layout::Header;
 use rustix::fs::{MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 
 use crate::error::{Error, Result, os};
+
+/// The mode of a named object whose creating region owns the name: the
+/// owner-execute bit marks it (see [Names left behind](self#names-left-behind)).
+const OWNED_MODE: Mode = Mode::RUSR.union(Mode::WUSR).union(Mode::XUSR);
 
 /// The longest shared-memory name accepted, in bytes, not counting the
 /// leading `/` (Linux allows 255 bytes for the file under `/dev/shm`; the
@@ -252,11 +272,19 @@ impl Region {
     /// [Linux `ftruncate`]: https://man7.org/linux/man-pages/man2/ftruncate.2.html
     /// [Linux `mmap`]: https://man7.org/linux/man-pages/man2/mmap.2.html
     pub fn create_named(name: &str, len: usize) -> Result<Region> {
+        let short = name;
         let name = shm_name(name)?;
         check_len(len)?;
         let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | no_follow();
-        let fd =
-            shm::open(name.as_str(), flags, Mode::RUSR | Mode::WUSR).map_err(os("shm_open"))?;
+        let create = || shm::open(name.as_str(), flags, OWNED_MODE).map_err(os("shm_open"));
+        let fd = match create() {
+            // A name left behind by a dead creator is taken back, once.
+            Err(Error::Os {
+                errno: rustix::io::Errno::EXIST,
+                ..
+            }) if Self::unlink_if_stale(short)? => create()?,
+            other => other?,
+        };
         let ptr = match rustix::fs::ftruncate(&fd, len as u64)
             .map_err(os("ftruncate"))
             .and_then(|()| map_fd(&fd, len))
@@ -311,6 +339,66 @@ impl Region {
         let fd = shm::open(name.as_str(), flags, Mode::empty()).map_err(os("shm_open"))?;
         let len = file_len(&fd)?;
         let ptr = map_fd(&fd, len)?;
+        let region = Region {
+            ptr,
+            len,
+            backing: Backing::Named {
+                fd,
+                name,
+                owns_name: false,
+            },
+        };
+        // A name whose creator died without unlinking it: the object is
+        // still ours to use, the name goes (see the module docs).
+        if let Backing::Named { name, .. } = &region.backing
+            && region.is_stale()
+        {
+            let _ = shm::unlink(name.as_str());
+        }
+        Ok(region)
+    }
+
+    /// Unlinks the POSIX shared-memory name `name` if it was left behind:
+    /// it holds an mproc object whose creating region still owned the name
+    /// (never [kept](Region::keep_name)) and whose creator is gone (no such
+    /// process, a zombie, or another process with its pid; see
+    /// [`owner_gone`](crate::process::owner_gone)). Returns whether it did.
+    /// Names that were kept, objects without a readable mproc header, and
+    /// names of live creators are left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::Os`] from `shm_open`, `fstat` or
+    /// `mmap` (but not `ENOENT`: a missing name is not stale).
+    pub fn unlink_if_stale(name: &str) -> Result<bool> {
+        let region = match Self::open_named_plain(name) {
+            Ok(region) => region,
+            Err(Error::Os {
+                errno: rustix::io::Errno::NOENT,
+                ..
+            }) => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        if !region.is_stale() {
+            return Ok(false);
+        }
+        match shm::unlink(shm_name(name)?.as_str()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
+            Err(errno) => Err(os("shm_unlink")(errno)),
+        }
+    }
+
+    /// `open_named` without the stale check.
+    fn open_named_plain(name: &str) -> Result<Region> {
+        let name = shm_name(name)?;
+        let fd = shm::open(
+            name.as_str(),
+            shm::OFlags::RDWR | no_follow(),
+            Mode::empty(),
+        )
+        .map_err(os("shm_open"))?;
+        let len = file_len(&fd)?;
+        let ptr = map_fd(&fd, len)?;
         Ok(Region {
             ptr,
             len,
@@ -320,6 +408,31 @@ impl Region {
                 owns_name: false,
             },
         })
+    }
+
+    /// Whether this named region holds an mproc object, marked as owned by
+    /// its creating region, whose creator is gone.
+    fn is_stale(&self) -> bool {
+        let Backing::Named { fd, .. } = &self.backing else {
+            return false;
+        };
+        let owned = rustix::fs::fstat(fd)
+            .is_ok_and(|stat| Mode::from_raw_mode(stat.st_mode).contains(Mode::XUSR));
+        if !owned || self.len < size_of::<Header>() {
+            return false;
+        }
+        // SAFETY: the mapping is page aligned and at least a header long
+        // (checked), initialized (a mapped file), and every bit pattern is
+        // a valid `Header` (all its fields are atomics). Read as is, not
+        // through `Header::read`: a creator killed while it was writing the
+        // header (version still 0) has written its origin first.
+        let header = unsafe { self.ptr.cast::<Header>().as_ref() };
+        if header.magic() != mproc_core::layout::MAGIC {
+            return false;
+        }
+        let origin = header.origin();
+        let start = Some(origin.start_time as u32).filter(|&start| start != 0);
+        origin.pid != 0 && crate::process::owner_gone(origin.pid, start)
     }
 
     /// Removes the POSIX shared-memory name `name`.
@@ -349,7 +462,14 @@ impl Region {
     ///
     /// Does nothing for regions without a name or that do not own theirs.
     pub fn keep_name(&mut self) {
-        if let Backing::Named { owns_name, .. } = &mut self.backing {
+        if let Backing::Named { owns_name, fd, .. } = &mut self.backing {
+            if *owns_name {
+                // No longer marked as owned by us: a kept name is never
+                // taken for one left behind (see the module docs). If this
+                // fails the name stays marked, and may be unlinked once we
+                // are gone.
+                let _ = rustix::fs::fchmod(&*fd, Mode::RUSR | Mode::WUSR);
+            }
             *owns_name = false;
         }
     }

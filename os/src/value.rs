@@ -96,6 +96,11 @@ impl<T: ShmSafe> Shared<T> {
 /// `get` and `set` each take the lock for one copy; [`Value::lock`] holds it
 /// across a read-modify-write, as Python's `with v.get_lock(): v.value += 1`.
 ///
+/// A process killed while it holds the lock does not block the others: the
+/// next locker takes the lock over (see [`Lock`](crate::Lock)) and its guard
+/// reports it ([`ValueGuard::owner_died`]) until one marks the value
+/// consistent. `get` and `set` take the lock over too, without telling.
+///
 /// # Examples
 ///
 /// ```
@@ -195,6 +200,23 @@ impl<T: ShmSafe> Value<T> {
 pub struct ValueGuard<'a, T: ShmSafe> {
     guard: CellGuard<'a, T, Futex>,
     _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> ValueGuard<'_, T> {
+    /// Whether a process died holding the lock (it was taken over, see
+    /// [`Lock`](crate::lock::Lock)) and no owner has
+    /// [marked the data consistent](Self::mark_consistent) since: the
+    /// data may be half-updated. Every later owner is told until one marks
+    /// it consistent.
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Marks the data consistent again after a dead owner (the caller has
+    /// checked or repaired it).
+    pub fn mark_consistent(&mut self) {
+        self.guard.mark_consistent();
+    }
 }
 
 impl<'a, T: ShmSafe> ValueGuard<'a, T> {
@@ -352,6 +374,23 @@ impl<T: ShmSafe> Array<T> {
 pub struct ArrayGuard<'a, T: ShmSafe> {
     guard: CellGuard<'a, T, Futex>,
     _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> ArrayGuard<'_, T> {
+    /// Whether a process died holding the lock (it was taken over, see
+    /// [`Lock`](crate::lock::Lock)) and no owner has
+    /// [marked the data consistent](Self::mark_consistent) since: the
+    /// data may be half-updated. Every later owner is told until one marks
+    /// it consistent.
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Marks the data consistent again after a dead owner (the caller has
+    /// checked or repaired it).
+    pub fn mark_consistent(&mut self) {
+        self.guard.mark_consistent();
+    }
 }
 
 impl<'a, T: ShmSafe> ArrayGuard<'a, T> {
