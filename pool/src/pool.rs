@@ -48,6 +48,7 @@
 //! above 1, every item of the chunk the worker held fails (the items are
 //! reported together when the whole chunk is done).
 
+mod codec;
 mod result;
 mod wire;
 
@@ -462,7 +463,8 @@ impl PoolBuilder {
 ///
 /// Tasks are `fn(A) -> R` items (a closure that captures nothing coerces
 /// to one; [`starmap`](Pool::starmap) takes functions of several
-/// arguments); `A` travels to a worker and `R` back with postcard. The
+/// arguments); `A` travels to a worker and `R` back with serde, in a
+/// fixed-width binary encoding. The
 /// verbs are Python's: [`apply`](Pool::apply),
 /// [`apply_async`](Pool::apply_async), [`map`](Pool::map),
 /// [`map_async`](Pool::map_async), [`starmap`](Pool::starmap),
@@ -1696,32 +1698,74 @@ impl Pool {
         A: Serialize,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
-        let chunksize =
-            chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let mut chunks = items.chunks(chunksize).enumerate();
+        let items = items.into_iter();
+        // An input that says its length is encoded as it is read; any
+        // other is collected first (as Python's `map` makes a list).
+        match items.size_hint() {
+            (low, Some(high)) if low == high => {
+                self.map_items(runner, func, items, low, chunksize, callbacks)
+            }
+            _ => {
+                let items: Vec<A> = items.collect();
+                let len = items.len();
+                self.map_items(runner, func, items.into_iter(), len, chunksize, callbacks)
+            }
+        }
+    }
+
+    /// [`map_job`](Pool::map_job) of an input that says it holds `len`
+    /// items: chunks are encoded from it one by one and handed to the
+    /// workers as they are made, so the first chunks run while the others
+    /// are encoded. An input that holds another number of items than it
+    /// said fails the job with [`PoolError::Invalid`].
+    fn map_items<A, R>(
+        &self,
+        runner: Runner,
+        func: usize,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.processes()));
         let cell = Arc::new(ResultCell::new());
-        let mut sink = MapSink::new(cell.clone(), callbacks, chunks.len(), chunksize);
-        let encode = |(index, chunk): (usize, &[A])| -> Result<_, PoolError> {
-            let mut frame = TaskFrame::new(runner, func, size_of_val(chunk));
-            for item in chunk {
-                frame.push(item).map_err(PoolError::encode)?;
+        let mut sink = MapSink::new(cell.clone(), callbacks, len, chunksize);
+        let miscounted = |more: bool| PoolError::Invalid {
+            reason: format!(
+                "the items' iterator yielded {} items than its size_hint said ({len})",
+                if more { "more" } else { "fewer" }
+            ),
+        };
+        let mut encode = |start: usize| -> Result<_, PoolError> {
+            let count = chunksize.min(len - start);
+            let mut frame = TaskFrame::new(runner, func, count * size_of::<A>());
+            for _ in 0..count {
+                let item = items.next().ok_or_else(|| miscounted(false))?;
+                frame.push(&item).map_err(PoolError::encode)?;
+            }
+            if start + count == len && items.next().is_some() {
+                return Err(miscounted(true));
             }
             let (frame, count) = frame.finish();
-            Ok((frame, index * chunksize, count))
+            Ok((frame, start, count))
         };
-        // The first chunks go to the workers at once; the others are
-        // encoded while the workers run those.
-        let Some(first) = chunks.next() else {
+        if len == 0 {
             self.shared.lock().check_running()?;
+            if items.next().is_some() {
+                return Err(miscounted(true));
+            }
             if let Some(completion) = sink.empty() {
                 completion();
             }
             return Ok(AsyncResult::new(self.shared.clone(), cell));
-        };
-        let job = self.shared.submit(vec![encode(first)?], Box::new(sink))?;
-        for chunk in chunks {
-            match encode(chunk) {
+        }
+        let job = self.shared.submit(vec![encode(0)?], Box::new(sink))?;
+        for start in (chunksize..len).step_by(chunksize) {
+            match encode(start) {
                 Ok(chunk) => {
                     if !self.shared.extend(job, chunk) {
                         break;
