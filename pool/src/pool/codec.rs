@@ -47,6 +47,8 @@ enum Kind {
     Utf8,
     /// A tag byte of the pool's frames that means nothing.
     Tag(u8),
+    /// A run of results that is empty or longer than the items left.
+    Count { run: u32, left: usize },
     /// A length that does not fit in this machine's `usize`.
     Length(u64),
     /// The type asked for `deserialize_any` or `deserialize_ignored_any`.
@@ -66,6 +68,9 @@ impl fmt::Display for CodecError {
             Kind::Char(value) => write!(f, "{value:#x} is not a char"),
             Kind::Utf8 => f.write_str("a string is not UTF-8"),
             Kind::Tag(byte) => write!(f, "{byte} is not the tag of a result"),
+            Kind::Count { run, left } => {
+                write!(f, "a run of {run} results where {left} items are left")
+            }
             Kind::Length(len) => write!(f, "a length of {len} does not fit in memory"),
             Kind::NotSelfDescribing => f.write_str(
                 "the type needs a self-describing format (deserialize_any), which the pool's \
@@ -82,6 +87,11 @@ impl CodecError {
     /// A result's tag byte that means nothing.
     pub(crate) fn tag(byte: u8) -> Self {
         Self(Kind::Tag(byte))
+    }
+
+    /// A run of `run` results where `left` items are left.
+    pub(crate) fn count(run: u32, left: usize) -> Self {
+        Self(Kind::Count { run, left })
     }
 }
 

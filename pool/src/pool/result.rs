@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::Decoder;
-use super::wire::{ItemError, Runner, TaskFrame, decode_item, decode_items};
+use super::wire::{ItemError, ResultReader, Runner, TaskFrame, decode_items};
 use super::{ChunkOutcome, Pool, PoolError, Shared, Sink};
 
 /// What runs once a job is done (callbacks, then the result made ready),
@@ -280,22 +279,19 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
         }
         match outcome {
             ChunkOutcome::Results { payload, pid } => {
-                let mut decoder = Decoder::new(payload);
+                let mut items = ResultReader::new(payload, self.slots.range(index).len());
                 let mut failure = None;
-                let filled = self
-                    .slots
-                    .fill(index, || match decode_item::<R>(&mut decoder) {
-                        Ok(Ok(value)) => Some(value),
-                        Ok(Err(error)) => {
-                            failure = Some(item_error(error, pid));
-                            None
-                        }
-                        Err(error) => {
-                            failure =
-                                Some(item_error(ItemError::Undecodable(error.to_string()), pid));
-                            None
-                        }
-                    });
+                let filled = self.slots.fill(index, || match items.next::<R>() {
+                    Ok(Ok(value)) => Some(value),
+                    Ok(Err(error)) => {
+                        failure = Some(item_error(error, pid));
+                        None
+                    }
+                    Err(error) => {
+                        failure = Some(item_error(ItemError::Undecodable(error.to_string()), pid));
+                        None
+                    }
+                });
                 if let Err(done) = filled {
                     let error = failure.unwrap_or_else(|| PoolError::Codec {
                         reason: format!("worker {pid} sent too few results"),

@@ -13,7 +13,7 @@
 //!
 //! | worker → pool | bytes |
 //! |---|---|
-//! | results | [`RESULTS`], then per item of the task, in order, a tag byte and what it says: [`DONE`] and the encoded result, or [`PANICKED`], [`BAD_ARGS`], [`BAD_RESULT`] and a message (an encoded `str`) |
+//! | results | [`RESULTS`], then the items of the task in order, as runs: [`DONE`], a count (`u32` LE, at least 1) and that many encoded results; or, for one item that has no value, [`PANICKED`], [`BAD_ARGS`] or [`BAD_RESULT`] and a message (an encoded `str`) |
 //! | initializer failed | [`INIT_FAILED`], then the panic message (UTF-8); the worker then exits |
 //!
 //! Code offsets are taken from one function of the program
@@ -60,7 +60,8 @@ const TASK_HEADER: usize = 1 + 8 + 8 + 4;
 /// of a `fn(A) -> R` in this process; [`run_star`] ignores it.
 pub(super) type Runner = unsafe fn(func: usize, payload: &[u8], count: u32, out: &mut Vec<u8>);
 
-/// Tag of an item whose function returned: the encoded result follows.
+/// Tag of a run of items whose function returned: their count (`u32`
+/// LE) and their encoded results follow.
 pub(super) const DONE: u8 = 0;
 /// Tag of an item whose function panicked: the message follows.
 pub(super) const PANICKED: u8 = 1;
@@ -109,15 +110,14 @@ impl TaskFrame {
 /// Decodes the `count` items of a results frame's payload, handing each to
 /// `push` in order; an item that does not decode ends the walk with its
 /// error for it and every item after it.
-#[inline]
 pub(super) fn decode_items<R: DeserializeOwned>(
     payload: &[u8],
     count: usize,
     mut push: impl FnMut(Result<R, ItemError>),
 ) {
-    let mut decoder = Decoder::new(payload);
+    let mut items = ResultReader::new(payload, count);
     for done in 0..count {
-        match decode_item(&mut decoder) {
+        match items.next() {
             Ok(item) => push(item),
             Err(error) => {
                 let reason = error.to_string();
@@ -128,18 +128,110 @@ pub(super) fn decode_items<R: DeserializeOwned>(
     }
 }
 
-/// Decodes one tagged item of a results frame.
-#[inline]
-pub(super) fn decode_item<R: DeserializeOwned>(
-    decoder: &mut Decoder<'_>,
-) -> Result<Result<R, ItemError>, CodecError> {
-    Ok(match decoder.byte()? {
-        DONE => Ok(decoder.next()?),
-        PANICKED => Err(ItemError::Panicked(decoder.next()?)),
-        BAD_ARGS => Err(ItemError::BadArgs(decoder.next()?)),
-        BAD_RESULT => Err(ItemError::BadResult(decoder.next()?)),
-        tag => return Err(CodecError::tag(tag)),
-    })
+/// Reads the items of a results frame's payload one by one.
+pub(super) struct ResultReader<'a> {
+    decoder: Decoder<'a>,
+    /// Items the frame may still hold.
+    left: usize,
+    /// Items left in the current run of results.
+    run: u32,
+}
+
+impl<'a> ResultReader<'a> {
+    /// A reader of the `count` items of `payload`.
+    pub(super) fn new(payload: &'a [u8], count: usize) -> Self {
+        Self {
+            decoder: Decoder::new(payload),
+            left: count,
+            run: 0,
+        }
+    }
+
+    /// The next item (reading past the items the frame holds is an
+    /// error).
+    #[inline]
+    pub(super) fn next<R: DeserializeOwned>(&mut self) -> Result<Result<R, ItemError>, CodecError> {
+        if self.run > 0 {
+            self.run -= 1;
+            return Ok(Ok(self.decoder.next()?));
+        }
+        self.next_run()
+    }
+
+    #[cold]
+    fn next_run<R: DeserializeOwned>(&mut self) -> Result<Result<R, ItemError>, CodecError> {
+        let tag = self.decoder.byte()?;
+        let run = match tag {
+            DONE => self.decoder.next::<u32>()?,
+            _ => 1,
+        };
+        if run == 0 || run as usize > self.left {
+            return Err(CodecError::count(run, self.left));
+        }
+        self.left -= run as usize;
+        Ok(match tag {
+            DONE => {
+                self.run = run - 1;
+                Ok(self.decoder.next()?)
+            }
+            PANICKED => Err(ItemError::Panicked(self.decoder.next()?)),
+            BAD_ARGS => Err(ItemError::BadArgs(self.decoder.next()?)),
+            BAD_RESULT => Err(ItemError::BadResult(self.decoder.next()?)),
+            tag => return Err(CodecError::tag(tag)),
+        })
+    }
+}
+
+/// A results frame's payload being written: runs of results, and the
+/// items that have no value between them.
+struct ResultWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the count of the open run is, and the count so far.
+    run: Option<(usize, u32)>,
+}
+
+impl<'a> ResultWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, run: None }
+    }
+
+    /// Appends an item's result; if it does not encode, its failure.
+    #[inline]
+    fn done<R: Serialize>(&mut self, value: &R) {
+        let (at, count) = match self.run {
+            Some(run) => run,
+            None => {
+                self.out.push(DONE);
+                self.out.extend_from_slice(&0u32.to_le_bytes());
+                (self.out.len() - 4, 0)
+            }
+        };
+        match codec::encode_into(self.out, value) {
+            Ok(()) => self.run = Some((at, count + 1)),
+            Err(error) => {
+                self.run = Some((at, count));
+                self.failed(BAD_RESULT, &error.to_string());
+            }
+        }
+    }
+
+    /// Appends an item that has no value: its tag and message.
+    fn failed(&mut self, tag: u8, message: &str) {
+        self.close();
+        self.out.push(tag);
+        // A `str` always encodes.
+        let _ = codec::encode_into(self.out, message);
+    }
+
+    /// Ends the open run: writes its count, or takes its header back if
+    /// it is empty.
+    fn close(&mut self) {
+        match self.run.take() {
+            Some((at, 0)) => self.out.truncate(at - 1),
+            Some((at, count)) => self.out[at..at + 4].copy_from_slice(&count.to_le_bytes()),
+            None => {}
+        }
+    }
 }
 
 /// Why one item has no value (the pool adds the worker's pid).
@@ -194,7 +286,8 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    out.reserve((count as usize).saturating_mul(1 + size_of::<R>()));
+    out.reserve((count as usize).saturating_mul(size_of::<R>()) + 5);
+    let mut results = ResultWriter::new(out);
     let mut decoder = Decoder::new(payload);
     for done in 0..count {
         let args = match decoder.next::<A>() {
@@ -202,29 +295,17 @@ where
             Err(error) => {
                 let reason = error.to_string();
                 for _ in done..count {
-                    push_failure(out, BAD_ARGS, &reason);
+                    results.failed(BAD_ARGS, &reason);
                 }
-                return;
+                break;
             }
         };
         match catch_unwind(AssertUnwindSafe(|| f(args))) {
-            Ok(value) => {
-                out.push(DONE);
-                if let Err(error) = codec::encode_into(out, &value) {
-                    out.pop();
-                    push_failure(out, BAD_RESULT, &error.to_string());
-                }
-            }
-            Err(payload) => push_failure(out, PANICKED, &panic_message(&*payload)),
+            Ok(value) => results.done(&value),
+            Err(payload) => results.failed(PANICKED, &panic_message(&*payload)),
         }
     }
-}
-
-/// Appends an item that holds no value: its tag and message.
-fn push_failure(out: &mut Vec<u8>, tag: u8, message: &str) {
-    out.push(tag);
-    // A `str` always encodes.
-    let _ = codec::encode_into(out, message);
+    results.close();
 }
 
 /// A callable run by [`Pool::starmap`](super::Pool::starmap): a fn item or a
@@ -490,5 +571,19 @@ mod tests {
         let mut items = Vec::new();
         decode_items::<u64>(&[0, 1, 2], 1, |item| items.push(item));
         assert!(matches!(&items[..], [Err(ItemError::Undecodable(_))]));
+        // Runs that are empty, or longer than the task.
+        let mut empty_run = vec![0];
+        empty_run.extend(0u32.to_le_bytes());
+        let mut long_run = vec![0];
+        long_run.extend(3u32.to_le_bytes());
+        long_run.extend([0; 24]);
+        for bytes in [empty_run, long_run] {
+            let mut items = Vec::new();
+            decode_items::<u64>(&bytes, 2, |item| items.push(item));
+            assert!(
+                matches!(&items[..], [Err(ItemError::Undecodable(a)), Err(ItemError::Undecodable(_))] if a.contains("run of")),
+                "{items:?}"
+            );
+        }
     }
 }
