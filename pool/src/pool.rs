@@ -91,6 +91,10 @@ const NAP: Duration = Duration::from_millis(100);
 /// wake-up costs more than that.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// How often a thread that submits the chunks of a job looks for results
+/// of busy workers (nobody else may be driving the pool meanwhile).
+const POLL: Duration = Duration::from_micros(100);
+
 /// Why a pool task, or the pool itself, failed.
 ///
 /// # Examples
@@ -159,7 +163,8 @@ pub enum PoolError {
         /// Why.
         reason: String,
     },
-    /// The pool was configured with a value it cannot take.
+    /// The pool was configured with a value it cannot take, or a map's
+    /// input miscounted itself.
     Invalid {
         /// Which, and why.
         reason: String,
@@ -440,6 +445,7 @@ impl PoolBuilder {
             completing: 0,
             broken: None,
             arrived: Vec::new(),
+            polled: None,
         };
         for _ in 0..processes {
             if let Err(error) = state.start_worker() {
@@ -669,6 +675,8 @@ struct State {
     /// Results frames received and not yet handed to their jobs (the
     /// chunk, the frame, the worker's pid).
     arrived: Vec<(Task, Vec<u8>, u32)>,
+    /// When [`State::poll_busy`] last looked.
+    polled: Option<Instant>,
 }
 
 impl State {
@@ -791,6 +799,29 @@ impl State {
                     self.lost(index, done);
                     self.refill(done);
                 }
+            }
+        }
+    }
+
+    /// Takes, without waiting, what the busy workers sent, at most once
+    /// per [`POLL`] (a look at a worker that has nothing to say is a
+    /// system call).
+    fn poll_busy(&mut self, done: &mut Vec<Completion>) {
+        let now = Instant::now();
+        if self.polled.is_some_and(|at| now.duration_since(at) < POLL) {
+            return;
+        }
+        self.polled = Some(now);
+        let busy: Vec<(u64, Arc<Link>)> = self
+            .workers
+            .iter()
+            .filter(|w| w.task.is_some())
+            .map(|w| (w.id, w.link.clone()))
+            .collect();
+        let links: Vec<&dyn Waitable> = busy.iter().map(|(_, l)| &**l as &dyn Waitable).collect();
+        for index in wait(&links, Some(Duration::ZERO)) {
+            if let Some((id, _)) = busy.get(index) {
+                self.collect(*id, done);
             }
         }
     }
@@ -1035,6 +1066,13 @@ impl Shared {
             None => {
                 state.queue.push_back(Chunk { task, frame });
                 state.dispatch(&mut done);
+                // While a job is being submitted, nobody may be driving:
+                // take what busy workers finished, so that they get the
+                // chunks queued since.
+                if !state.queue.is_empty() && !state.driving {
+                    state.poll_busy(&mut done);
+                    state.dispatch(&mut done);
+                }
                 self.ring(&mut state);
             }
         }
@@ -1362,11 +1400,18 @@ impl Pool {
     /// Runs `f` on every item in the workers and returns the results in
     /// order (Python's `map`), in chunks of Python's default size (the
     /// items spread over four chunks per worker; [`Pool::chunksize`]
-    /// chooses another). The input is collected first.
+    /// chooses another). An input that knows its length (its
+    /// `size_hint` is exact, as for a range or a `Vec`) is encoded chunk
+    /// by chunk as it is read, the first chunks running while the others
+    /// are encoded; any other input is collected first (Python makes a
+    /// list of it). Results are decoded straight into the vector
+    /// returned.
     ///
     /// # Errors
     /// The first failed item's error (by position), or as
-    /// [`apply_async`](Pool::apply_async).
+    /// [`apply_async`](Pool::apply_async); [`PoolError::Invalid`] if the
+    /// input yields another number of items than its exact `size_hint`
+    /// said.
     ///
     /// # Examples
     ///
