@@ -327,12 +327,15 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
 }
 
 /// The output of a map, `len` values in chunks of `chunksize`, filled
-/// chunk by chunk in any order; a `Vec<R>` once every chunk is filled.
+/// chunk by chunk in any order, in the spare capacity of the vector that
+/// becomes the result once every chunk is filled.
 ///
-/// Invariant: the slots of a chunk are initialized exactly when its
-/// `state` is [`ChunkState::Filled`].
+/// Invariant: the slots of a chunk (of `values`' spare capacity) are
+/// initialized exactly when its `state` is [`ChunkState::Filled`];
+/// `values.len()` stays 0 until [`Slots::into_vec`].
 struct Slots<R> {
-    values: Vec<MaybeUninit<R>>,
+    values: Vec<R>,
+    len: usize,
     chunksize: usize,
     state: Vec<ChunkState>,
 }
@@ -347,10 +350,9 @@ enum ChunkState {
 impl<R> Slots<R> {
     fn new(len: usize, chunksize: usize) -> Self {
         let chunksize = chunksize.max(1);
-        let mut values = Vec::with_capacity(len);
-        values.resize_with(len, MaybeUninit::uninit);
         Self {
-            values,
+            values: Vec::with_capacity(len),
+            len,
             chunksize,
             state: vec![ChunkState::Pending; len.div_ceil(chunksize)],
         }
@@ -368,7 +370,7 @@ impl<R> Slots<R> {
     /// The slots of chunk `index`.
     fn range(&self, index: usize) -> core::ops::Range<usize> {
         let start = index * self.chunksize;
-        start..(start + self.chunksize).min(self.values.len())
+        start..(start + self.chunksize).min(self.len)
     }
 
     /// Fills pending chunk `index` with the values `next` gives, in
@@ -397,7 +399,7 @@ impl<R> Slots<R> {
             }
         }
         let mut partial = Partial {
-            slots: &mut self.values[range],
+            slots: &mut self.values.spare_capacity_mut()[range],
             written: 0,
         };
         while let Some(slot) = partial.slots.get_mut(partial.written) {
@@ -433,13 +435,12 @@ impl<R> Slots<R> {
             return None;
         }
         self.state.clear();
-        let mut values = core::mem::ManuallyDrop::new(core::mem::take(&mut self.values));
-        let (ptr, len, capacity) = (values.as_mut_ptr(), values.len(), values.capacity());
-        // SAFETY: every chunk is filled, so every slot is initialized;
-        // `MaybeUninit<R>` has the size and alignment of `R`, so the
-        // allocation is one of `capacity` `R`s; `values` is forgotten, so
-        // the allocation has one owner.
-        Some(unsafe { Vec::from_raw_parts(ptr.cast::<R>(), len, capacity) })
+        let mut values = core::mem::take(&mut self.values);
+        // SAFETY: every chunk is filled, so the first `len` slots (all
+        // the chunks' slots, within the capacity asked for in `new`) are
+        // initialized; `state` is cleared, so `Drop` does not drop them.
+        unsafe { values.set_len(self.len) };
+        Some(values)
     }
 }
 
@@ -448,7 +449,7 @@ impl<R> Drop for Slots<R> {
         for index in 0..self.state.len() {
             if self.state[index] == ChunkState::Filled {
                 let range = self.range(index);
-                for slot in &mut self.values[range] {
+                for slot in &mut self.values.spare_capacity_mut()[range] {
                     // SAFETY: the slots of a filled chunk are initialized
                     // (the invariant), and dropped only here.
                     unsafe { slot.assume_init_drop() };

@@ -8,7 +8,7 @@
 //!
 //! | pool → worker | bytes |
 //! |---|---|
-//! | task | [`TASK`], the runner's code offset (`u64` LE), the function's code offset (`u64` LE), the item count (`u32` LE), then each item's arguments, encoded ([`codec`](super::codec)) one after the other |
+//! | task | [`TASK`], the runner's code offset (`u64` LE), the function's code offset (`u64` LE), the item count (`u32` LE), then each item's arguments, encoded ([`codec`]) one after the other |
 //! | stop | [`STOP`] |
 //!
 //! | worker → pool | bytes |
