@@ -188,6 +188,12 @@ fn an_input_that_miscounts_itself_is_an_error() {
             "{actual} items claiming {claimed}: {error}"
         );
     }
+    // An input too long for its results to fit in memory.
+    let error = pool.map_async(square, 0..u64::MAX).unwrap_err();
+    assert!(
+        matches!(&error, PoolError::Invalid { reason } if reason.contains("no room")),
+        "{error}"
+    );
     // The pool goes on.
     assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
 }

@@ -91,6 +91,10 @@ const NAP: Duration = Duration::from_millis(100);
 /// wake-up costs more than that.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// The most bytes a map's task frame reserves before its items are
+/// encoded.
+const FRAME_GUESS: usize = 64 << 20;
+
 /// How often a thread that submits the chunks of a job looks for results
 /// of busy workers (nobody else may be driving the pool meanwhile).
 const POLL: Duration = Duration::from_micros(100);
@@ -1778,7 +1782,7 @@ impl Pool {
     {
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.processes()));
         let cell = Arc::new(ResultCell::new());
-        let mut sink = MapSink::new(cell.clone(), callbacks, len, chunksize);
+        let mut sink = MapSink::new(cell.clone(), callbacks, len, chunksize)?;
         let miscounted = |more: bool| PoolError::Invalid {
             reason: format!(
                 "the items' iterator yielded {} items than its size_hint said ({len})",
@@ -1787,7 +1791,10 @@ impl Pool {
         };
         let mut encode = |start: usize| -> Result<_, PoolError> {
             let count = chunksize.min(len - start);
-            let mut frame = TaskFrame::new(runner, func, count * size_of::<A>());
+            // Room for the items as they are in memory, a good guess for
+            // plain data (the frame grows as needed).
+            let guess = count.saturating_mul(size_of::<A>()).min(FRAME_GUESS);
+            let mut frame = TaskFrame::new(runner, func, guess);
             for _ in 0..count {
                 let item = items.next().ok_or_else(|| miscounted(false))?;
                 frame.push(&item).map_err(PoolError::encode)?;

@@ -4,6 +4,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use std::collections::TryReserveError;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -239,19 +240,25 @@ pub(crate) struct MapSink<R> {
 
 impl<R: Send + 'static> MapSink<R> {
     /// A job of `items` items in chunks of `chunksize`.
+    ///
+    /// # Errors
+    /// [`PoolError::Invalid`] if a vector of `items` results cannot be
+    /// allocated.
     pub(crate) fn new(
         cell: Arc<ResultCell<Vec<R>>>,
         callbacks: Callbacks<Vec<R>>,
         items: usize,
         chunksize: usize,
-    ) -> Self {
-        let slots = Slots::new(items, chunksize);
-        Self {
+    ) -> Result<Self, PoolError> {
+        let slots = Slots::new(items, chunksize).map_err(|error| PoolError::Invalid {
+            reason: format!("no room for the results of {items} items: {error}"),
+        })?;
+        Ok(Self {
             target: Some((cell, callbacks)),
             remaining: slots.chunks(),
             slots,
             error: None,
-        }
+        })
     }
 
     /// The completion of a job of no items.
@@ -309,7 +316,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
             return None;
         }
         let (cell, callbacks) = self.target.take()?;
-        let slots = std::mem::replace(&mut self.slots, Slots::new(0, 1));
+        let slots = std::mem::replace(&mut self.slots, Slots::empty());
         let result = match (self.error.take(), slots.into_vec()) {
             (None, Some(all)) => Ok(all),
             (Some((_, error)), _) => Err(error),
@@ -348,13 +355,28 @@ enum ChunkState {
 }
 
 impl<R> Slots<R> {
-    fn new(len: usize, chunksize: usize) -> Self {
+    fn new(len: usize, chunksize: usize) -> Result<Self, TryReserveError> {
         let chunksize = chunksize.max(1);
-        Self {
-            values: Vec::with_capacity(len),
+        let mut values = Vec::new();
+        values.try_reserve_exact(len)?;
+        let mut state = Vec::new();
+        state.try_reserve_exact(len.div_ceil(chunksize))?;
+        state.resize(len.div_ceil(chunksize), ChunkState::Pending);
+        Ok(Self {
+            values,
             len,
             chunksize,
-            state: vec![ChunkState::Pending; len.div_ceil(chunksize)],
+            state,
+        })
+    }
+
+    /// Slots of no values.
+    fn empty() -> Self {
+        Self {
+            values: Vec::new(),
+            len: 0,
+            chunksize: 1,
+            state: Vec::new(),
         }
     }
 
@@ -806,7 +828,7 @@ mod tests {
     #[test]
     fn slots_fill_in_any_order() {
         let alive = Arc::new(());
-        let mut slots = Slots::new(10, 4);
+        let mut slots = Slots::new(10, 4).unwrap();
         assert_eq!(slots.chunks(), 3);
         let mut last = counted(&alive, 2);
         assert_eq!(slots.fill(2, || last.next()), Ok(()));
@@ -828,7 +850,7 @@ mod tests {
     #[test]
     fn slots_drop_what_they_hold_and_nothing_else() {
         let alive = Arc::new(());
-        let mut slots = Slots::new(9, 3);
+        let mut slots = Slots::new(9, 3).unwrap();
         let mut full = counted(&alive, 3);
         assert_eq!(slots.fill(1, || full.next()), Ok(()));
         // A chunk that runs short: what it got is dropped at once.
@@ -845,9 +867,15 @@ mod tests {
     }
 
     #[test]
+    fn slots_too_many_to_hold_are_an_error() {
+        assert!(Slots::<u64>::new(usize::MAX, 1).is_err());
+        assert!(Slots::<u64>::new(usize::MAX / 4, usize::MAX).is_err());
+    }
+
+    #[test]
     fn slots_drop_a_chunk_cut_by_a_panic() {
         let alive = Arc::new(());
-        let mut slots = Slots::new(4, 4);
+        let mut slots = Slots::new(4, 4).unwrap();
         let mut values = counted(&alive, 2);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = slots.fill(0, || Some(values.next().expect("only two values")));
