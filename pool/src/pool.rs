@@ -474,8 +474,12 @@ impl PoolBuilder {
 /// Tasks are `fn(A) -> R` items (a closure that captures nothing coerces
 /// to one; [`starmap`](Pool::starmap) takes functions of several
 /// arguments); `A` travels to a worker and `R` back with serde, in a
-/// fixed-width binary encoding. The
-/// verbs are Python's: [`apply`](Pool::apply),
+/// binary encoding of fixed-width little-endian fields (a `u64` is 8
+/// bytes, a string its length and bytes). That encoding does not describe
+/// itself, so a type whose `Deserialize` needs `deserialize_any`
+/// (untagged enums, `#[serde(flatten)]`, `serde_json::Value`) fails with
+/// [`PoolError::Codec`] saying so. The verbs are Python's:
+/// [`apply`](Pool::apply),
 /// [`apply_async`](Pool::apply_async), [`map`](Pool::map),
 /// [`map_async`](Pool::map_async), [`starmap`](Pool::starmap),
 /// [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered); a
