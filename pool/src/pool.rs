@@ -86,9 +86,9 @@ const TERM_GRACE: Duration = Duration::from_secs(1);
 /// cost of a missed case.
 const NAP: Duration = Duration::from_millis(100);
 
-/// How long a driver polls its busy workers before it sleeps: a reply
-/// from a worker that is running comes in microseconds, and a futex
-/// wake-up costs more than that.
+/// How long a driver polls its busy workers (yielding its core between
+/// looks) before it sleeps: a reply from a worker that is running comes
+/// in microseconds, and a futex wake-up costs more than that.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// The most bytes a map's task frame reserves before its items are
@@ -1203,9 +1203,11 @@ impl Shared {
             if start.elapsed() >= spin {
                 break;
             }
-            for _ in 0..64 {
-                core::hint::spin_loop();
-            }
+            // Give the core away between looks: a worker that has to
+            // run for the reply to come may be waiting for this very
+            // core (more processes than cores). With nobody waiting,
+            // this returns at once.
+            std::thread::yield_now();
         }
         wait(
             &objects,
