@@ -86,6 +86,144 @@ fn map_keeps_order_with_any_chunksize() {
     assert_eq!(pool.map(square, [12]).unwrap(), [144]);
 }
 
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+enum Shape {
+    Point,
+    Circle(f64),
+    Rect { w: u32, h: u32 },
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Record {
+    id: u16,
+    name: String,
+    shape: Shape,
+    tags: Vec<Option<char>>,
+    extra: HashMap<String, i64>,
+}
+
+fn describe(record: Record) -> (u16, String, Option<Shape>) {
+    let name = format!("{}:{}", record.name, record.tags.len());
+    let shape = record.extra.len().is_multiple_of(2).then_some(record.shape);
+    (record.id, name, shape)
+}
+
+#[test]
+fn map_carries_every_serde_shape() {
+    let pool = pool(2);
+    // 37 items: chunks of Python's default size (3 here) do not divide it.
+    let records: Vec<Record> = (0..37u16)
+        .map(|id| Record {
+            id,
+            name: "é".repeat(usize::from(id % 5)),
+            shape: match id % 3 {
+                0 => Shape::Point,
+                1 => Shape::Circle(f64::from(id) / 3.0),
+                _ => Shape::Rect { w: id.into(), h: 1 },
+            },
+            tags: (0..id % 4)
+                .map(|t| char::from_u32(0x41 + u32::from(t)).filter(|_| t != 1))
+                .collect(),
+            extra: (0..id % 3)
+                .map(|k| (k.to_string(), -i64::from(k)))
+                .collect(),
+        })
+        .collect();
+    let expected: Vec<_> = records.iter().cloned().map(describe).collect();
+    assert_eq!(
+        get(pool.map_async(describe, records.clone()).unwrap()).unwrap(),
+        expected
+    );
+    // Through an iterator that does not say its length.
+    let filtered = records.clone().into_iter().filter(|r| r.id % 2 == 1);
+    let odd: Vec<_> = expected
+        .iter()
+        .filter(|(id, ..)| id % 2 == 1)
+        .cloned()
+        .collect();
+    assert_eq!(
+        get(pool.chunksize(4).map_async(describe, filtered).unwrap()).unwrap(),
+        odd
+    );
+}
+
+/// An iterator whose `size_hint` claims `claimed` items while it yields
+/// `actual`.
+struct Liar {
+    next: u64,
+    actual: u64,
+    claimed: usize,
+}
+
+impl Iterator for Liar {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.actual).then(|| {
+            self.next += 1;
+            self.next
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claimed, Some(self.claimed))
+    }
+}
+
+#[test]
+fn an_input_that_miscounts_itself_is_an_error() {
+    let pool = pool(2);
+    for (actual, claimed, chunksize) in [(5, 10, 3), (5, 10, 100), (10, 5, 2), (3, 0, 1)] {
+        let input = Liar {
+            next: 0,
+            actual,
+            claimed,
+        };
+        let error = match pool.chunksize(chunksize).map_async(square, input) {
+            Ok(result) => get(result).unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(&error, PoolError::Invalid { reason } if reason.contains("size_hint")),
+            "{actual} items claiming {claimed}: {error}"
+        );
+    }
+    // An input too long for its results to fit in memory.
+    let error = pool.map_async(square, 0..u64::MAX).unwrap_err();
+    assert!(
+        matches!(&error, PoolError::Invalid { reason } if reason.contains("no room")),
+        "{error}"
+    );
+    // The pool goes on.
+    assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u32),
+    Text(String),
+}
+
+fn text_len(value: NumberOrText) -> usize {
+    match value {
+        NumberOrText::Number(n) => n as usize,
+        NumberOrText::Text(t) => t.len(),
+    }
+}
+
+#[test]
+fn a_type_the_encoding_cannot_carry_is_a_clear_error() {
+    let pool = pool(1);
+    // Untagged enums need a self-describing format.
+    let error = pool.map(text_len, [NumberOrText::Number(1)]).unwrap_err();
+    assert!(
+        matches!(&error, PoolError::Codec { reason } if reason.contains("self-describing")),
+        "{error}"
+    );
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}
+
 #[test]
 fn starmap_apply_and_strings() {
     let pool = pool(2);

@@ -48,6 +48,7 @@
 //! above 1, every item of the chunk the worker held fails (the items are
 //! reported together when the whole chunk is done).
 
+mod codec;
 mod result;
 mod wire;
 
@@ -85,10 +86,18 @@ const TERM_GRACE: Duration = Duration::from_secs(1);
 /// cost of a missed case.
 const NAP: Duration = Duration::from_millis(100);
 
-/// How long a driver polls its busy workers before it sleeps: a reply
-/// from a worker that is running comes in microseconds, and a futex
-/// wake-up costs more than that.
+/// How long a driver polls its busy workers (yielding its core between
+/// looks) before it sleeps: a reply from a worker that is running comes
+/// in microseconds, and a futex wake-up costs more than that.
 const SPIN: Duration = Duration::from_micros(50);
+
+/// The most bytes a map's task frame reserves before its items are
+/// encoded.
+const FRAME_GUESS: usize = 64 << 20;
+
+/// How often a thread that submits the chunks of a job looks for results
+/// of busy workers (nobody else may be driving the pool meanwhile).
+const POLL: Duration = Duration::from_micros(100);
 
 /// Why a pool task, or the pool itself, failed.
 ///
@@ -158,7 +167,8 @@ pub enum PoolError {
         /// Why.
         reason: String,
     },
-    /// The pool was configured with a value it cannot take.
+    /// The pool was configured with a value it cannot take, or a map's
+    /// input miscounted itself.
     Invalid {
         /// Which, and why.
         reason: String,
@@ -439,6 +449,7 @@ impl PoolBuilder {
             completing: 0,
             broken: None,
             arrived: Vec::new(),
+            polled: None,
         };
         for _ in 0..processes {
             if let Err(error) = state.start_worker() {
@@ -462,8 +473,13 @@ impl PoolBuilder {
 ///
 /// Tasks are `fn(A) -> R` items (a closure that captures nothing coerces
 /// to one; [`starmap`](Pool::starmap) takes functions of several
-/// arguments); `A` travels to a worker and `R` back with postcard. The
-/// verbs are Python's: [`apply`](Pool::apply),
+/// arguments); `A` travels to a worker and `R` back with serde, in a
+/// binary encoding of fixed-width little-endian fields (a `u64` is 8
+/// bytes, a string its length and bytes). That encoding does not describe
+/// itself, so a type whose `Deserialize` needs `deserialize_any`
+/// (untagged enums, `#[serde(flatten)]`, `serde_json::Value`) fails with
+/// [`PoolError::Codec`] saying so. The verbs are Python's:
+/// [`apply`](Pool::apply),
 /// [`apply_async`](Pool::apply_async), [`map`](Pool::map),
 /// [`map_async`](Pool::map_async), [`starmap`](Pool::starmap),
 /// [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered); a
@@ -667,6 +683,8 @@ struct State {
     /// Results frames received and not yet handed to their jobs (the
     /// chunk, the frame, the worker's pid).
     arrived: Vec<(Task, Vec<u8>, u32)>,
+    /// When [`State::poll_busy`] last looked.
+    polled: Option<Instant>,
 }
 
 impl State {
@@ -789,6 +807,29 @@ impl State {
                     self.lost(index, done);
                     self.refill(done);
                 }
+            }
+        }
+    }
+
+    /// Takes, without waiting, what the busy workers sent, at most once
+    /// per [`POLL`] (a look at a worker that has nothing to say is a
+    /// system call).
+    fn poll_busy(&mut self, done: &mut Vec<Completion>) {
+        let now = Instant::now();
+        if self.polled.is_some_and(|at| now.duration_since(at) < POLL) {
+            return;
+        }
+        self.polled = Some(now);
+        let busy: Vec<(u64, Arc<Link>)> = self
+            .workers
+            .iter()
+            .filter(|w| w.task.is_some())
+            .map(|w| (w.id, w.link.clone()))
+            .collect();
+        let links: Vec<&dyn Waitable> = busy.iter().map(|(_, l)| &**l as &dyn Waitable).collect();
+        for index in wait(&links, Some(Duration::ZERO)) {
+            if let Some((id, _)) = busy.get(index) {
+                self.collect(*id, done);
             }
         }
     }
@@ -1033,6 +1074,13 @@ impl Shared {
             None => {
                 state.queue.push_back(Chunk { task, frame });
                 state.dispatch(&mut done);
+                // While a job is being submitted, nobody may be driving:
+                // take what busy workers finished, so that they get the
+                // chunks queued since.
+                if !state.queue.is_empty() && !state.driving {
+                    state.poll_busy(&mut done);
+                    state.dispatch(&mut done);
+                }
                 self.ring(&mut state);
             }
         }
@@ -1155,9 +1203,11 @@ impl Shared {
             if start.elapsed() >= spin {
                 break;
             }
-            for _ in 0..64 {
-                core::hint::spin_loop();
-            }
+            // Give the core away between looks: a worker that has to
+            // run for the reply to come may be waiting for this very
+            // core (more processes than cores). With nobody waiting,
+            // this returns at once.
+            std::thread::yield_now();
         }
         wait(
             &objects,
@@ -1360,11 +1410,18 @@ impl Pool {
     /// Runs `f` on every item in the workers and returns the results in
     /// order (Python's `map`), in chunks of Python's default size (the
     /// items spread over four chunks per worker; [`Pool::chunksize`]
-    /// chooses another). The input is collected first.
+    /// chooses another). An input that knows its length (its
+    /// `size_hint` is exact, as for a range or a `Vec`) is encoded chunk
+    /// by chunk as it is read, the first chunks running while the others
+    /// are encoded; any other input is collected first (Python makes a
+    /// list of it). Results are decoded straight into the vector
+    /// returned.
     ///
     /// # Errors
     /// The first failed item's error (by position), or as
-    /// [`apply_async`](Pool::apply_async).
+    /// [`apply_async`](Pool::apply_async); [`PoolError::Invalid`] if the
+    /// input yields another number of items than its exact `size_hint`
+    /// said.
     ///
     /// # Examples
     ///
@@ -1696,32 +1753,77 @@ impl Pool {
         A: Serialize,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
-        let chunksize =
-            chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let mut chunks = items.chunks(chunksize).enumerate();
+        let items = items.into_iter();
+        // An input that says its length is encoded as it is read; any
+        // other is collected first (as Python's `map` makes a list).
+        match items.size_hint() {
+            (low, Some(high)) if low == high => {
+                self.map_items(runner, func, items, low, chunksize, callbacks)
+            }
+            _ => {
+                let items: Vec<A> = items.collect();
+                let len = items.len();
+                self.map_items(runner, func, items.into_iter(), len, chunksize, callbacks)
+            }
+        }
+    }
+
+    /// [`map_job`](Pool::map_job) of an input that says it holds `len`
+    /// items: chunks are encoded from it one by one and handed to the
+    /// workers as they are made, so the first chunks run while the others
+    /// are encoded. An input that holds another number of items than it
+    /// said fails the job with [`PoolError::Invalid`].
+    fn map_items<A, R>(
+        &self,
+        runner: Runner,
+        func: usize,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.processes()));
         let cell = Arc::new(ResultCell::new());
-        let mut sink = MapSink::new(cell.clone(), callbacks, chunks.len(), chunksize);
-        let encode = |(index, chunk): (usize, &[A])| -> Result<_, PoolError> {
-            let mut frame = TaskFrame::new(runner, func, size_of_val(chunk));
-            for item in chunk {
-                frame.push(item).map_err(PoolError::encode)?;
+        let mut sink = MapSink::new(cell.clone(), callbacks, len, chunksize)?;
+        let miscounted = |more: bool| PoolError::Invalid {
+            reason: format!(
+                "the items' iterator yielded {} items than its size_hint said ({len})",
+                if more { "more" } else { "fewer" }
+            ),
+        };
+        let mut encode = |start: usize| -> Result<_, PoolError> {
+            let count = chunksize.min(len - start);
+            // Room for the items as they are in memory, a good guess for
+            // plain data (the frame grows as needed).
+            let guess = count.saturating_mul(size_of::<A>()).min(FRAME_GUESS);
+            let mut frame = TaskFrame::new(runner, func, guess);
+            for _ in 0..count {
+                let item = items.next().ok_or_else(|| miscounted(false))?;
+                frame.push(&item).map_err(PoolError::encode)?;
+            }
+            if start + count == len && items.next().is_some() {
+                return Err(miscounted(true));
             }
             let (frame, count) = frame.finish();
-            Ok((frame, index * chunksize, count))
+            Ok((frame, start, count))
         };
-        // The first chunks go to the workers at once; the others are
-        // encoded while the workers run those.
-        let Some(first) = chunks.next() else {
+        if len == 0 {
             self.shared.lock().check_running()?;
+            if items.next().is_some() {
+                return Err(miscounted(true));
+            }
             if let Some(completion) = sink.empty() {
                 completion();
             }
             return Ok(AsyncResult::new(self.shared.clone(), cell));
-        };
-        let job = self.shared.submit(vec![encode(first)?], Box::new(sink))?;
-        for chunk in chunks {
-            match encode(chunk) {
+        }
+        let job = self.shared.submit(vec![encode(0)?], Box::new(sink))?;
+        for start in (chunksize..len).step_by(chunksize) {
+            match encode(start) {
                 Ok(chunk) => {
                     if !self.shared.extend(job, chunk) {
                         break;

@@ -3,6 +3,8 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use std::collections::TryReserveError;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::wire::{ItemError, Runner, TaskFrame, decode_items};
+use super::wire::{ItemError, ResultReader, Runner, TaskFrame, decode_items};
 use super::{ChunkOutcome, Pool, PoolError, Shared, Sink};
 
 /// What runs once a job is done (callbacks, then the result made ready),
@@ -226,30 +228,37 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
     }
 }
 
-/// A job of many items in chunks ([`Pool::map_async`]): the chunks'
-/// results by chunk index, and the first error by item position.
+/// A job of many items in chunks ([`Pool::map_async`]): the results,
+/// decoded straight into their places in the output, and the first error
+/// by item position.
 pub(crate) struct MapSink<R> {
     target: Option<Target<Vec<R>>>,
-    chunks: Vec<Option<Vec<R>>>,
-    chunksize: usize,
+    slots: Slots<R>,
     remaining: usize,
     error: Option<(usize, PoolError)>,
 }
 
 impl<R: Send + 'static> MapSink<R> {
+    /// A job of `items` items in chunks of `chunksize`.
+    ///
+    /// # Errors
+    /// [`PoolError::Invalid`] if a vector of `items` results cannot be
+    /// allocated.
     pub(crate) fn new(
         cell: Arc<ResultCell<Vec<R>>>,
         callbacks: Callbacks<Vec<R>>,
-        chunks: usize,
+        items: usize,
         chunksize: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, PoolError> {
+        let slots = Slots::new(items, chunksize).map_err(|error| PoolError::Invalid {
+            reason: format!("no room for the results of {items} items: {error}"),
+        })?;
+        Ok(Self {
             target: Some((cell, callbacks)),
-            chunks: (0..chunks).map(|_| None).collect(),
-            chunksize,
-            remaining: chunks,
+            remaining: slots.chunks(),
+            slots,
             error: None,
-        }
+        })
     }
 
     /// The completion of a job of no items.
@@ -270,36 +279,36 @@ impl<R: Send + 'static> MapSink<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
-    fn chunk(
-        &mut self,
-        start: usize,
-        count: usize,
-        outcome: ChunkOutcome<'_>,
-    ) -> Option<Completion> {
-        let index = start / self.chunksize;
-        if self.chunks.get(index).is_none_or(Option::is_some) {
+    fn chunk(&mut self, start: usize, _: usize, outcome: ChunkOutcome<'_>) -> Option<Completion> {
+        let index = start / self.slots.chunksize;
+        if !self.slots.pending(index) {
             return None;
         }
         match outcome {
             ChunkOutcome::Results { payload, pid } => {
-                let mut values = Vec::with_capacity(count);
-                let mut failed = None;
-                decode_items(payload, count, |item| match item {
-                    Ok(value) => values.push(value),
+                let mut items = ResultReader::new(payload, self.slots.range(index).len());
+                let mut failure = None;
+                let filled = self.slots.fill(index, || match items.next::<R>() {
+                    Ok(Ok(value)) => Some(value),
+                    Ok(Err(error)) => {
+                        failure = Some(item_error(error, pid));
+                        None
+                    }
                     Err(error) => {
-                        if failed.is_none() {
-                            failed = Some((start + values.len(), item_error(error, pid)));
-                        }
+                        failure = Some(item_error(ItemError::Undecodable(error.to_string()), pid));
+                        None
                     }
                 });
-                if let Some((position, error)) = failed {
-                    self.record(position, error);
+                if let Err(done) = filled {
+                    let error = failure.unwrap_or_else(|| PoolError::Codec {
+                        reason: format!("worker {pid} sent too few results"),
+                    });
+                    self.record(start + done, error);
                 }
-                self.chunks[index] = Some(values);
             }
             ChunkOutcome::Failed(error) => {
+                self.slots.skip(index);
                 self.record(start, error);
-                self.chunks[index] = Some(Vec::new());
             }
         }
         self.remaining -= 1;
@@ -307,14 +316,13 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
             return None;
         }
         let (cell, callbacks) = self.target.take()?;
-        let result = match self.error.take() {
-            Some((_, error)) => Err(error),
-            None => {
-                let mut chunks = std::mem::take(&mut self.chunks).into_iter().flatten();
-                let mut all = chunks.next().unwrap_or_default();
-                chunks.for_each(|chunk| all.extend(chunk));
-                Ok(all)
-            }
+        let slots = std::mem::replace(&mut self.slots, Slots::empty());
+        let result = match (self.error.take(), slots.into_vec()) {
+            (None, Some(all)) => Ok(all),
+            (Some((_, error)), _) => Err(error),
+            (None, None) => Err(PoolError::Codec {
+                reason: "a chunk of the map has no results".to_owned(),
+            }),
         };
         Some(completion(cell, callbacks, result))
     }
@@ -322,6 +330,154 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn abandon(&mut self, error: PoolError) -> Option<Completion> {
         let (cell, callbacks) = self.target.take()?;
         Some(completion(cell, callbacks, Err(error)))
+    }
+}
+
+/// The output of a map, `len` values in chunks of `chunksize`, filled
+/// chunk by chunk in any order, in the spare capacity of the vector that
+/// becomes the result once every chunk is filled.
+///
+/// Invariant: the slots of a chunk (of `values`' spare capacity) are
+/// initialized exactly when its `state` is [`ChunkState::Filled`];
+/// `values.len()` stays 0 until [`Slots::into_vec`].
+struct Slots<R> {
+    values: Vec<R>,
+    len: usize,
+    chunksize: usize,
+    state: Vec<ChunkState>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Pending,
+    Filled,
+    Failed,
+}
+
+impl<R> Slots<R> {
+    fn new(len: usize, chunksize: usize) -> Result<Self, TryReserveError> {
+        let chunksize = chunksize.max(1);
+        let mut values = Vec::new();
+        values.try_reserve_exact(len)?;
+        let mut state = Vec::new();
+        state.try_reserve_exact(len.div_ceil(chunksize))?;
+        state.resize(len.div_ceil(chunksize), ChunkState::Pending);
+        Ok(Self {
+            values,
+            len,
+            chunksize,
+            state,
+        })
+    }
+
+    /// Slots of no values.
+    fn empty() -> Self {
+        Self {
+            values: Vec::new(),
+            len: 0,
+            chunksize: 1,
+            state: Vec::new(),
+        }
+    }
+
+    fn chunks(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether chunk `index` exists and is neither filled nor failed.
+    fn pending(&self, index: usize) -> bool {
+        self.state.get(index) == Some(&ChunkState::Pending)
+    }
+
+    /// The slots of chunk `index`.
+    fn range(&self, index: usize) -> core::ops::Range<usize> {
+        let start = index * self.chunksize;
+        start..(start + self.chunksize).min(self.len)
+    }
+
+    /// Fills pending chunk `index` with the values `next` gives, in
+    /// order. If `next` runs out first, the values written are dropped,
+    /// the chunk counts as failed, and the error holds how many there
+    /// were.
+    #[inline]
+    fn fill(&mut self, index: usize, mut next: impl FnMut() -> Option<R>) -> Result<(), usize> {
+        if !self.pending(index) {
+            return Err(0);
+        }
+        let range = self.range(index);
+        /// Drops what was written if the chunk is not completed (`next`
+        /// ran out, or panicked).
+        struct Partial<'a, R> {
+            slots: &'a mut [MaybeUninit<R>],
+            written: usize,
+        }
+        impl<R> Drop for Partial<'_, R> {
+            fn drop(&mut self) {
+                for slot in &mut self.slots[..self.written] {
+                    // SAFETY: the first `written` slots were written by
+                    // `fill` below, and are dropped only here, once.
+                    unsafe { slot.assume_init_drop() };
+                }
+            }
+        }
+        let mut partial = Partial {
+            slots: &mut self.values.spare_capacity_mut()[range],
+            written: 0,
+        };
+        while let Some(slot) = partial.slots.get_mut(partial.written) {
+            match next() {
+                Some(value) => {
+                    slot.write(value);
+                    partial.written += 1;
+                }
+                None => {
+                    let written = partial.written;
+                    drop(partial);
+                    self.state[index] = ChunkState::Failed;
+                    return Err(written);
+                }
+            }
+        }
+        // Every slot of the chunk is written: they are the chunk's now.
+        core::mem::forget(partial);
+        self.state[index] = ChunkState::Filled;
+        Ok(())
+    }
+
+    /// Marks pending chunk `index` failed: it gets no values.
+    fn skip(&mut self, index: usize) {
+        if self.pending(index) {
+            self.state[index] = ChunkState::Failed;
+        }
+    }
+
+    /// The values, if every chunk is filled.
+    fn into_vec(mut self) -> Option<Vec<R>> {
+        if self.state.iter().any(|state| *state != ChunkState::Filled) {
+            return None;
+        }
+        self.state.clear();
+        let mut values = core::mem::take(&mut self.values);
+        // SAFETY: every chunk is filled, so the first `len` slots (all
+        // the chunks' slots, within the capacity asked for in `new`) are
+        // initialized; `state` is cleared, so `Drop` does not drop them.
+        unsafe { values.set_len(self.len) };
+        Some(values)
+    }
+}
+
+impl<R> Drop for Slots<R> {
+    fn drop(&mut self) {
+        for index in 0..self.state.len() {
+            if self.state[index] == ChunkState::Filled {
+                let range = self.range(index);
+                for slot in &mut self.values.spare_capacity_mut()[range] {
+                    // SAFETY: the slots of a filled chunk are initialized
+                    // (the invariant), and dropped only here.
+                    unsafe { slot.assume_init_drop() };
+                }
+            }
+        }
     }
 }
 
@@ -655,5 +811,79 @@ where
             let buffer = &self.buffer;
             self.pool.shared().drive(None, |_| lock(buffer).has_next());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Slots;
+
+    /// Values that count how many of them are alive.
+    fn counted(alive: &Arc<()>, n: usize) -> impl Iterator<Item = (usize, Arc<()>)> + '_ {
+        (0..n).map(move |i| (i, alive.clone()))
+    }
+
+    #[test]
+    fn slots_fill_in_any_order() {
+        let alive = Arc::new(());
+        let mut slots = Slots::new(10, 4).unwrap();
+        assert_eq!(slots.chunks(), 3);
+        let mut last = counted(&alive, 2);
+        assert_eq!(slots.fill(2, || last.next()), Ok(()));
+        let mut first = counted(&alive, 4);
+        assert_eq!(slots.fill(0, || first.next()), Ok(()));
+        assert!(!slots.pending(0));
+        // A chunk is filled once.
+        assert_eq!(slots.fill(0, || None), Err(0));
+        let mut middle = counted(&alive, 4).map(|(i, a)| (i + 4, a));
+        assert_eq!(slots.fill(1, || middle.next()), Ok(()));
+        let all = slots.into_vec().expect("every chunk is filled");
+        let positions: Vec<usize> = all.iter().map(|(i, _)| *i).collect();
+        assert_eq!(positions, [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]);
+        assert_eq!(Arc::strong_count(&alive), 11);
+        drop(all);
+        assert_eq!(Arc::strong_count(&alive), 1);
+    }
+
+    #[test]
+    fn slots_drop_what_they_hold_and_nothing_else() {
+        let alive = Arc::new(());
+        let mut slots = Slots::new(9, 3).unwrap();
+        let mut full = counted(&alive, 3);
+        assert_eq!(slots.fill(1, || full.next()), Ok(()));
+        // A chunk that runs short: what it got is dropped at once.
+        let mut short = counted(&alive, 2);
+        assert_eq!(slots.fill(0, || short.next()), Err(2));
+        assert!(!slots.pending(0));
+        assert_eq!(Arc::strong_count(&alive), 4);
+        slots.skip(2);
+        assert!(!slots.pending(2));
+        // Not every chunk is filled: no vector, and the filled chunk's
+        // values are dropped with the slots.
+        assert!(slots.into_vec().is_none());
+        assert_eq!(Arc::strong_count(&alive), 1);
+    }
+
+    #[test]
+    fn slots_too_many_to_hold_are_an_error() {
+        assert!(Slots::<u64>::new(usize::MAX, 1).is_err());
+        assert!(Slots::<u64>::new(usize::MAX / 4, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn slots_drop_a_chunk_cut_by_a_panic() {
+        let alive = Arc::new(());
+        let mut slots = Slots::new(4, 4).unwrap();
+        let mut values = counted(&alive, 2);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = slots.fill(0, || Some(values.next().expect("only two values")));
+        }));
+        assert!(result.is_err());
+        drop(values);
+        assert_eq!(Arc::strong_count(&alive), 1);
+        drop(slots);
+        assert_eq!(Arc::strong_count(&alive), 1);
     }
 }

@@ -8,12 +8,12 @@
 //!
 //! | pool → worker | bytes |
 //! |---|---|
-//! | task | [`TASK`], the runner's code offset (`u64` LE), the function's code offset (`u64` LE), the item count (`u32` LE), then each item's arguments, postcard-encoded one after the other |
+//! | task | [`TASK`], the runner's code offset (`u64` LE), the function's code offset (`u64` LE), the item count (`u32` LE), then each item's arguments, encoded ([`codec`]) one after the other |
 //! | stop | [`STOP`] |
 //!
 //! | worker → pool | bytes |
 //! |---|---|
-//! | results | [`RESULTS`], then one postcard [`Item`] per item of the task, in order |
+//! | results | [`RESULTS`], then the items of the task in order, as runs: [`DONE`], a count (`u32` LE, at least 1) and that many encoded results; or, for one item that has no value, [`PANICKED`], [`BAD_ARGS`] or [`BAD_RESULT`] and a message (an encoded `str`) |
 //! | initializer failed | [`INIT_FAILED`], then the panic message (UTF-8); the worker then exits |
 //!
 //! Code offsets are taken from one function of the program
@@ -29,6 +29,7 @@ use mproc_os::share::Token;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::codec::{self, CodecError, Decoder};
 use crate::entry::{code_address, code_offset};
 use crate::process::panic_message;
 
@@ -44,65 +45,32 @@ pub(super) const RESULTS: u8 = 1;
 /// First byte of an initializer-failed frame.
 pub(super) const INIT_FAILED: u8 = 2;
 
+/// The largest results buffer a worker keeps between tasks.
+const KEEP: usize = 16 << 20;
+
 /// Bytes of a task frame before its items.
 const TASK_HEADER: usize = 1 + 8 + 8 + 4;
 
 /// Runs the items of a task: decodes `count` arguments from `payload`,
-/// calls the function on each and appends one [`Item`] per argument to
-/// `out`.
+/// calls the function on each and appends one tagged result per argument
+/// to `out`.
 ///
 /// # Safety
 /// `func` is what the runner expects: for [`run_fn::<A, R>`], the address
 /// of a `fn(A) -> R` in this process; [`run_star`] ignores it.
 pub(super) type Runner = unsafe fn(func: usize, payload: &[u8], count: u32, out: &mut Vec<u8>);
 
-/// What became of one item of a task.
-#[derive(Serialize, Deserialize)]
-pub(super) enum Item<R> {
-    /// The function returned this.
-    Done(R),
-    /// The function panicked with this message.
-    Panicked(String),
-    /// The arguments did not decode in the worker.
-    BadArgs(String),
-    /// The result did not encode in the worker.
-    BadResult(String),
-}
-
-/// A postcard flavor that appends to a `Vec` (postcard's own `AllocVec`
-/// starts a new one).
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends `value`, postcard-encoded, to `out`; on an error `out` is left
-/// as it was.
-pub(super) fn append<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> postcard::Result<()> {
-    let mark = out.len();
-    let result = postcard::serialize_with_flavor(value, Append(out));
-    if result.is_err() {
-        out.truncate(mark);
-    }
-    result
-}
+/// Tag of a run of items whose function returned: their count (`u32`
+/// LE) and their encoded results follow.
+pub(super) const DONE: u8 = 0;
+/// Tag of an item whose function panicked: the message follows.
+pub(super) const PANICKED: u8 = 1;
+/// Tag of an item whose arguments did not decode in the worker: the
+/// reason follows.
+pub(super) const BAD_ARGS: u8 = 2;
+/// Tag of an item whose result did not encode in the worker: the reason
+/// follows.
+pub(super) const BAD_RESULT: u8 = 3;
 
 /// A task frame under construction: the header, then items appended one
 /// by one.
@@ -113,7 +81,7 @@ pub(super) struct TaskFrame {
 
 impl TaskFrame {
     /// A frame for `runner` running the function at `func` (0 when the
-    /// runner ignores it).
+    /// runner ignores it), with room for `capacity` bytes of items.
     pub(super) fn new(runner: Runner, func: usize, capacity: usize) -> Self {
         let mut bytes = Vec::with_capacity(TASK_HEADER + capacity);
         bytes.push(TASK);
@@ -125,8 +93,9 @@ impl TaskFrame {
     }
 
     /// Appends one item's arguments.
-    pub(super) fn push<A: Serialize + ?Sized>(&mut self, args: &A) -> postcard::Result<()> {
-        append(&mut self.bytes, args)?;
+    #[inline]
+    pub(super) fn push<A: Serialize + ?Sized>(&mut self, args: &A) -> Result<(), CodecError> {
+        codec::encode_into(&mut self.bytes, args)?;
         self.count += 1;
         Ok(())
     }
@@ -142,21 +111,14 @@ impl TaskFrame {
 /// `push` in order; an item that does not decode ends the walk with its
 /// error for it and every item after it.
 pub(super) fn decode_items<R: DeserializeOwned>(
-    mut payload: &[u8],
+    payload: &[u8],
     count: usize,
     mut push: impl FnMut(Result<R, ItemError>),
 ) {
+    let mut items = ResultReader::new(payload, count);
     for done in 0..count {
-        match postcard::take_from_bytes::<Item<R>>(payload) {
-            Ok((item, rest)) => {
-                payload = rest;
-                push(match item {
-                    Item::Done(value) => Ok(value),
-                    Item::Panicked(message) => Err(ItemError::Panicked(message)),
-                    Item::BadArgs(reason) => Err(ItemError::BadArgs(reason)),
-                    Item::BadResult(reason) => Err(ItemError::BadResult(reason)),
-                });
-            }
+        match items.next() {
+            Ok(item) => push(item),
             Err(error) => {
                 let reason = error.to_string();
                 (done..count).for_each(|_| push(Err(ItemError::Undecodable(reason.clone()))));
@@ -166,7 +128,114 @@ pub(super) fn decode_items<R: DeserializeOwned>(
     }
 }
 
+/// Reads the items of a results frame's payload one by one.
+pub(super) struct ResultReader<'a> {
+    decoder: Decoder<'a>,
+    /// Items the frame may still hold.
+    left: usize,
+    /// Items left in the current run of results.
+    run: u32,
+}
+
+impl<'a> ResultReader<'a> {
+    /// A reader of the `count` items of `payload`.
+    pub(super) fn new(payload: &'a [u8], count: usize) -> Self {
+        Self {
+            decoder: Decoder::new(payload),
+            left: count,
+            run: 0,
+        }
+    }
+
+    /// The next item (reading past the items the frame holds is an
+    /// error).
+    #[inline]
+    pub(super) fn next<R: DeserializeOwned>(&mut self) -> Result<Result<R, ItemError>, CodecError> {
+        if self.run > 0 {
+            self.run -= 1;
+            return Ok(Ok(self.decoder.next()?));
+        }
+        self.next_run()
+    }
+
+    #[cold]
+    fn next_run<R: DeserializeOwned>(&mut self) -> Result<Result<R, ItemError>, CodecError> {
+        let tag = self.decoder.byte()?;
+        let run = match tag {
+            DONE => self.decoder.next::<u32>()?,
+            _ => 1,
+        };
+        if run == 0 || run as usize > self.left {
+            return Err(CodecError::count(run, self.left));
+        }
+        self.left -= run as usize;
+        Ok(match tag {
+            DONE => {
+                self.run = run - 1;
+                Ok(self.decoder.next()?)
+            }
+            PANICKED => Err(ItemError::Panicked(self.decoder.next()?)),
+            BAD_ARGS => Err(ItemError::BadArgs(self.decoder.next()?)),
+            BAD_RESULT => Err(ItemError::BadResult(self.decoder.next()?)),
+            tag => return Err(CodecError::tag(tag)),
+        })
+    }
+}
+
+/// A results frame's payload being written: runs of results, and the
+/// items that have no value between them.
+struct ResultWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the count of the open run is, and the count so far.
+    run: Option<(usize, u32)>,
+}
+
+impl<'a> ResultWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, run: None }
+    }
+
+    /// Appends an item's result; if it does not encode, its failure.
+    #[inline]
+    fn done<R: Serialize>(&mut self, value: &R) {
+        let (at, count) = match self.run {
+            Some(run) => run,
+            None => {
+                self.out.push(DONE);
+                self.out.extend_from_slice(&0u32.to_le_bytes());
+                (self.out.len() - 4, 0)
+            }
+        };
+        match codec::encode_into(self.out, value) {
+            Ok(()) => self.run = Some((at, count + 1)),
+            Err(error) => {
+                self.run = Some((at, count));
+                self.failed(BAD_RESULT, &error.to_string());
+            }
+        }
+    }
+
+    /// Appends an item that has no value: its tag and message.
+    fn failed(&mut self, tag: u8, message: &str) {
+        self.close();
+        self.out.push(tag);
+        // A `str` always encodes.
+        let _ = codec::encode_into(self.out, message);
+    }
+
+    /// Ends the open run: writes its count, or takes its header back if
+    /// it is empty.
+    fn close(&mut self) {
+        match self.run.take() {
+            Some((at, 0)) => self.out.truncate(at - 1),
+            Some((at, count)) => self.out[at..at + 4].copy_from_slice(&count.to_le_bytes()),
+            None => {}
+        }
+    }
+}
+
 /// Why one item has no value (the pool adds the worker's pid).
+#[derive(Debug)]
 pub(super) enum ItemError {
     Panicked(String),
     BadArgs(String),
@@ -212,41 +281,31 @@ where
     run_items(payload, count, out, move |args: Args| f.call(args));
 }
 
-fn run_items<A, R>(mut payload: &[u8], count: u32, out: &mut Vec<u8>, f: impl Fn(A) -> R)
+fn run_items<A, R>(payload: &[u8], count: u32, out: &mut Vec<u8>, f: impl Fn(A) -> R)
 where
     A: DeserializeOwned,
     R: Serialize,
 {
+    out.reserve((count as usize).saturating_mul(size_of::<R>()) + 5);
+    let mut results = ResultWriter::new(out);
+    let mut decoder = Decoder::new(payload);
     for done in 0..count {
-        let args = match postcard::take_from_bytes::<A>(payload) {
-            Ok((args, rest)) => {
-                payload = rest;
-                args
-            }
+        let args = match decoder.next::<A>() {
+            Ok(args) => args,
             Err(error) => {
-                let item = Item::<()>::BadArgs(error.to_string());
+                let reason = error.to_string();
                 for _ in done..count {
-                    push_failure(out, &item);
+                    results.failed(BAD_ARGS, &reason);
                 }
-                return;
+                break;
             }
         };
         match catch_unwind(AssertUnwindSafe(|| f(args))) {
-            Ok(value) => {
-                if let Err(error) = append(out, &Item::Done(&value)) {
-                    push_failure(out, &Item::<()>::BadResult(error.to_string()));
-                }
-            }
-            Err(payload) => push_failure(out, &Item::<()>::Panicked(panic_message(&*payload))),
+            Ok(value) => results.done(&value),
+            Err(payload) => results.failed(PANICKED, &panic_message(&*payload)),
         }
     }
-}
-
-/// Appends an item that holds no value (its encoding does not depend on
-/// the result type).
-fn push_failure(out: &mut Vec<u8>, item: &Item<()>) {
-    // A `String` always encodes; only an allocation failure could stop it.
-    let _ = append(out, item);
+    results.close();
 }
 
 /// A callable run by [`Pool::starmap`](super::Pool::starmap): a fn item or a
@@ -381,9 +440,150 @@ pub(super) fn worker_main<I: Serialize + DeserializeOwned>(args: WorkerArgs<I>) 
         if link.send_bytes(&out).is_err() {
             return;
         }
-        // Do not hold on to a huge buffer between tasks.
-        if out.capacity() > 1 << 20 {
+        // Keep the buffer for the next task (chunks of a map are alike),
+        // but not a huge one.
+        if out.capacity() > KEEP {
             out = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Serialize, Serializer};
+
+    use super::codec::encode_into;
+    use super::{ItemError, decode_items, run_fn};
+
+    fn square(n: u64) -> u64 {
+        n * n
+    }
+
+    fn picky(n: u32) -> u32 {
+        assert!(n != 2, "two is not allowed");
+        n
+    }
+
+    /// Refuses to serialize.
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("cannot serialize this"))
+        }
+    }
+
+    fn unserializable(_: u8) -> Unserializable {
+        Unserializable
+    }
+
+    /// Runs `f` on a task payload as a worker does, and decodes the
+    /// results as the pool does.
+    fn run<A, R>(f: fn(A) -> R, payload: &[u8], count: u32) -> Vec<Result<R, ItemError>>
+    where
+        A: serde::de::DeserializeOwned,
+        R: Serialize + serde::de::DeserializeOwned,
+    {
+        let mut out = Vec::new();
+        // SAFETY: `f` is a `fn(A) -> R` of this process.
+        unsafe { run_fn::<A, R>(f as usize, payload, count, &mut out) };
+        let mut items = Vec::new();
+        decode_items(&out, count as usize, |item| items.push(item));
+        items
+    }
+
+    fn payload<A: Serialize>(items: &[A]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for item in items {
+            encode_into(&mut bytes, item).unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_task_runs_every_item_in_order() {
+        let items: Vec<_> = run(square, &payload(&[1u64, 2, 3, u64::from(u32::MAX)]), 4)
+            .into_iter()
+            .map(|item| item.ok())
+            .collect();
+        assert_eq!(
+            items,
+            [Some(1), Some(4), Some(9), Some(u64::from(u32::MAX).pow(2))]
+        );
+    }
+
+    #[test]
+    fn a_panic_fails_its_item_only() {
+        let items = run(picky, &payload(&[1u32, 2, 3]), 3);
+        assert!(matches!(items[0], Ok(1)));
+        assert!(matches!(&items[1], Err(ItemError::Panicked(m)) if m == "two is not allowed"));
+        assert!(matches!(items[2], Ok(3)));
+    }
+
+    #[test]
+    fn arguments_that_do_not_decode_fail_the_rest() {
+        let mut bytes = payload(&[5u64, 6]);
+        bytes.extend([1, 2, 3]);
+        let items = run(square, &bytes, 4);
+        assert!(matches!(items[..2], [Ok(25), Ok(36)]));
+        for item in &items[2..] {
+            assert!(
+                matches!(item, Err(ItemError::BadArgs(reason)) if reason.contains("end early")),
+                "{item:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_that_does_not_encode_is_reported() {
+        let mut out = Vec::new();
+        // SAFETY: `unserializable` is a `fn(u8) -> Unserializable`.
+        unsafe {
+            run_fn::<u8, Unserializable>(
+                (unserializable as fn(u8) -> Unserializable) as usize,
+                &payload(&[0u8, 1]),
+                2,
+                &mut out,
+            )
+        };
+        let mut items = Vec::new();
+        decode_items::<()>(&out, 2, |item| items.push(item));
+        assert_eq!(items.len(), 2);
+        for item in &items {
+            assert!(
+                matches!(item, Err(ItemError::BadResult(reason)) if reason == "cannot serialize this"),
+                "{item:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn results_that_do_not_decode_are_undecodable() {
+        let mut items = Vec::new();
+        decode_items::<u64>(&[9, 0, 0], 2, |item| items.push(item));
+        assert_eq!(items.len(), 2);
+        for item in &items {
+            assert!(
+                matches!(item, Err(ItemError::Undecodable(reason)) if reason.contains("tag")),
+                "{item:?}"
+            );
+        }
+        let mut items = Vec::new();
+        decode_items::<u64>(&[0, 1, 2], 1, |item| items.push(item));
+        assert!(matches!(&items[..], [Err(ItemError::Undecodable(_))]));
+        // Runs that are empty, or longer than the task.
+        let mut empty_run = vec![0];
+        empty_run.extend(0u32.to_le_bytes());
+        let mut long_run = vec![0];
+        long_run.extend(3u32.to_le_bytes());
+        long_run.extend([0; 24]);
+        for bytes in [empty_run, long_run] {
+            let mut items = Vec::new();
+            decode_items::<u64>(&bytes, 2, |item| items.push(item));
+            assert!(
+                matches!(&items[..], [Err(ItemError::Undecodable(a)), Err(ItemError::Undecodable(_))] if a.contains("run of")),
+                "{items:?}"
+            );
         }
     }
 }
