@@ -289,9 +289,10 @@ fn pool_map_with_killed_workers() {
     eprintln!("{kills} workers killed, {killer} of {TASKS} tasks lost");
     assert!(kills > 0, "the killer never fired");
     assert!(killer <= kills, "{killer} tasks lost to {kills} kills");
-    // Still usable, and whole again. A worker killed while idle just before
-    // the killer stopped is found when a task is sent to it, so the first
-    // map afterwards may still lose a task to it; no later one does.
+    // Still usable, and whole again. A worker killed in the instant between
+    // the pool's look at it and its reading of a task, just before the
+    // killer stopped, fails that task, so the first map afterwards may
+    // still lose one; no later one does.
     let mut outcome = Err(PoolError::Timeout);
     for _ in 0..5 {
         outcome = pool.map(square_slowly, 0..1_000);

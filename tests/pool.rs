@@ -767,3 +767,43 @@ fn bad_configuration_is_an_error() {
         "{error}"
     );
 }
+
+/// Whether process `pid` has ended: gone, or a zombie not reaped yet.
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A worker killed while idle costs no task: the pool finds it gone before
+/// it hands it work, replaces it, and every later task completes.
+#[test]
+fn a_worker_killed_while_idle_costs_no_task() {
+    let pool = pool(2);
+    assert_eq!(
+        get(pool.map_async(square, 0..10u64).unwrap())
+            .unwrap()
+            .len(),
+        10
+    );
+    for _ in 0..3 {
+        let victim = pool.pids()[0];
+        // SAFETY: `kill` has no memory preconditions; `victim` is a worker
+        // of this pool, not reaped yet (the pool reaps it only once it
+        // notices).
+        assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+        let deadline = Instant::now() + WATCHDOG;
+        while !ended(victim) {
+            assert!(Instant::now() < deadline, "worker {victim} did not die");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for n in 0..20u64 {
+            assert_eq!(get(pool.apply_async(square, n).unwrap()), Ok(n * n));
+        }
+        assert_eq!(pool.pids().len(), 2);
+        assert!(!pool.pids().contains(&victim));
+    }
+}
