@@ -26,9 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::crew::{Crew, Role, STOP, fork, share};
+use common::crew::{Crew, Role, STOP, array_queue_role, fork, share};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::{Backoff, CachePadded};
 use mproc::{PodQueue, Region, spsc};
 
@@ -61,28 +60,7 @@ fn throughput(c: &mut Criterion) {
         });
         drop(crew);
 
-        let queue = Arc::new(ArrayQueue::<u64>::new(CAPACITY));
-        let role: Role = Arc::new(move |index, n| {
-            if index < pairs {
-                for v in 0..share(n, index, pairs) {
-                    let backoff = Backoff::new();
-                    while queue.push(v).is_err() {
-                        backoff.snooze();
-                    }
-                }
-            } else {
-                for _ in 0..share(n, index - pairs, pairs) {
-                    let backoff = Backoff::new();
-                    loop {
-                        if let Some(v) = queue.pop() {
-                            black_box(v);
-                            break;
-                        }
-                        backoff.snooze();
-                    }
-                }
-            }
-        });
+        let role = array_queue_role(pairs, CAPACITY);
         let crew = Crew::threads(2 * pairs, role);
         group.bench_function(BenchmarkId::new("crossbeam_threads", &label), |b| {
             b.iter_custom(|iters| crew.run(iters))

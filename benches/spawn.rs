@@ -23,43 +23,15 @@
 
 mod common;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use common::spawn::{raw_fork_waitpid, works, zero};
 use criterion::Criterion;
 use mproc::{Process, StartMethod};
 
 /// Paired rounds for the Fork / raw ratio, and starts per block in each.
 const PAIRED_ROUNDS: usize = 31;
 const PAIRED_BLOCK: usize = 200;
-
-/// What the `spawn_fn` children run.
-fn zero(_: ()) -> u8 {
-    0
-}
-
-/// Whether `method` starts and joins a child in this build: the start
-/// methods other than `Fork` may still be unfinished (a panic) or fail.
-fn works(method: StartMethod) -> Result<(), String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let tried = catch_unwind(AssertUnwindSafe(|| {
-        let mut child = Process::builder()
-            .start_method(method)
-            .spawn_fn(zero, ())
-            .map_err(|e| e.to_string())?;
-        child
-            .join_timeout(Duration::from_secs(10))
-            .map_err(|e| e.to_string())
-    }));
-    std::panic::set_hook(hook);
-    match tried {
-        Ok(Ok(0)) => Ok(()),
-        Ok(Ok(other)) => Err(format!("the child returned {other}, not 0")),
-        Ok(Err(error)) => Err(error),
-        Err(_) => Err("it panicked (unfinished?)".to_owned()),
-    }
-}
 
 /// Gives the heap's free memory back to the system before a bench.
 ///
@@ -69,23 +41,6 @@ fn works(method: StartMethod) -> Result<(), String> {
 fn trim_heap() {
     // SAFETY: `malloc_trim` has no preconditions.
     unsafe { libc::malloc_trim(0) };
-}
-
-/// `fork`, the child `_exit(0)`s, the parent `waitpid`s: the floor.
-fn raw_fork_waitpid() -> i32 {
-    // SAFETY: the child calls nothing but `_exit`, which is
-    // async-signal-safe whatever threads the parent has.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: ends the child at once, running nothing of the parent's.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: `pid` is our unreaped child; `status` is a valid out-pointer.
-    let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(reaped, pid, "waitpid failed");
-    status
 }
 
 /// `Process::spawn(|| 0u8)` and `join`.

@@ -121,3 +121,32 @@ where
 pub fn share(n: u64, i: usize, of: usize) -> u64 {
     n / of as u64 + u64::from((i as u64) < n % of as u64)
 }
+
+/// The peer role of the stream workloads: `pairs` producers and `pairs`
+/// consumers threads moving `u64`s through one
+/// `crossbeam_queue::ArrayQueue` of `capacity`, spinning with crossbeam's
+/// backoff when it is full or empty (workers `0..pairs` produce).
+pub fn array_queue_role(pairs: usize, capacity: usize) -> Role {
+    let queue = Arc::new(crossbeam_queue::ArrayQueue::<u64>::new(capacity));
+    Arc::new(move |index, n| {
+        if index < pairs {
+            for v in 0..share(n, index, pairs) {
+                let backoff = crossbeam_utils::Backoff::new();
+                while queue.push(v).is_err() {
+                    backoff.snooze();
+                }
+            }
+        } else {
+            for _ in 0..share(n, index - pairs, pairs) {
+                let backoff = crossbeam_utils::Backoff::new();
+                loop {
+                    if let Some(v) = queue.pop() {
+                        std::hint::black_box(v);
+                        break;
+                    }
+                    backoff.snooze();
+                }
+            }
+        }
+    })
+}

@@ -1,13 +1,15 @@
 //! What the benches share: reading criterion's results back, running the
 //! Python script that measures the same workload in `multiprocessing`,
-//! worker crews ([`crew`]) and raw frames ([`frame`]), the last two also
-//! used by `examples/showdown`.
+//! worker crews ([`crew`]), raw frames ([`frame`]), message types
+//! ([`message`]) and trivial children ([`spawn`]), also used by
+//! `examples/showdown`.
 
 #![allow(dead_code)]
 
 pub mod crew;
 pub mod frame;
 pub mod message;
+pub mod spawn;
 
 use std::process::Command;
 

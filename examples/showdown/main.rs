@@ -31,14 +31,16 @@ mod spawn;
 mod stream;
 mod sync;
 
-// Worker crews, raw frames and message types shared with the criterion
-// benches.
+// Worker crews, raw frames, message types and trivial children shared
+// with the criterion benches.
 #[path = "../../benches/common/crew.rs"]
 mod crew;
 #[path = "../../benches/common/frame.rs"]
 mod frame;
 #[path = "../../benches/common/message.rs"]
 mod message;
+#[path = "../../benches/common/spawn.rs"]
+mod spawn_common;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

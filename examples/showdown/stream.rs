@@ -5,8 +5,6 @@
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::Backoff;
 use ipc_channel::ipc;
 use mproc::{PodQueue, Queue};
 use serde_bytes::ByteBuf;
@@ -99,28 +97,7 @@ pub fn pod_queue(pairs: usize) -> Role {
 /// `crossbeam_queue::ArrayQueue<u64>` between threads, spinning with
 /// crossbeam's backoff when full or empty.
 pub fn array_queue(pairs: usize) -> Role {
-    let queue = Arc::new(ArrayQueue::<u64>::new(PAYLOADS[0].capacity));
-    Arc::new(move |index, n| {
-        if index < pairs {
-            for v in 0..share(n, index, pairs) {
-                let backoff = Backoff::new();
-                while queue.push(v).is_err() {
-                    backoff.snooze();
-                }
-            }
-        } else {
-            for _ in 0..share(n, index - pairs, pairs) {
-                let backoff = Backoff::new();
-                loop {
-                    if let Some(v) = queue.pop() {
-                        black_box(v);
-                        break;
-                    }
-                    backoff.snooze();
-                }
-            }
-        }
-    })
+    crate::crew::array_queue_role(pairs, PAYLOADS[0].capacity)
 }
 
 fn mproc_queue<M: Message>(p: Payload, pairs: usize) -> Role {
