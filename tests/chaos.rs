@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Guard, WATCHDOG, join, spawn};
-use mproc::{Array, Event, PodQueue, Pool, PoolError, ProcessError, Region};
+use mproc::{Array, Event, PodQueue, Pool, PoolError, ProcessError, Queue, Region};
 
 mproc::enable_test_support!();
 
@@ -350,48 +350,107 @@ impl Tally {
     }
 }
 
-fn producer(queue: PodQueue<u64>, generation: u64) -> Guard<u64> {
+/// The queue kinds the producer/consumer test runs on: `PodQueue` (slots
+/// that name their mover) and `Queue` (a ring of frames, locked per side).
+trait ChaosQueue: Clone + Send + 'static {
+    fn put(&self, msg: u64) -> bool;
+    fn get(&self, timeout: Duration) -> Option<u64>;
+    fn try_put(&self, msg: u64) -> bool;
+    fn len(&self) -> usize;
+}
+
+impl ChaosQueue for PodQueue<u64> {
+    fn put(&self, msg: u64) -> bool {
+        self.put_timeout(msg, WATCHDOG).is_ok()
+    }
+    fn get(&self, timeout: Duration) -> Option<u64> {
+        self.get_timeout(timeout).ok()
+    }
+    fn try_put(&self, msg: u64) -> bool {
+        PodQueue::try_put(self, msg).is_ok()
+    }
+    fn len(&self) -> usize {
+        PodQueue::len(self)
+    }
+}
+
+impl ChaosQueue for Queue<u64> {
+    fn put(&self, msg: u64) -> bool {
+        self.put_timeout(msg, WATCHDOG).is_ok()
+    }
+    fn get(&self, timeout: Duration) -> Option<u64> {
+        self.get_timeout(timeout).ok()
+    }
+    fn try_put(&self, msg: u64) -> bool {
+        Queue::try_put(self, msg).is_ok()
+    }
+    fn len(&self) -> usize {
+        Queue::len(self)
+    }
+}
+
+fn producer<Q: ChaosQueue>(queue: Q, generation: u64) -> Guard<u64> {
     spawn(move || {
         for seq in 0..SEQ_MAX {
-            queue
-                .put_timeout(generation << 32 | seq, WATCHDOG)
-                .expect("a put (hang?)");
+            assert!(queue.put(generation << 32 | seq), "a put (hang?)");
         }
         SEQ_MAX
     })
 }
 
-fn consumer(queue: PodQueue<u64>, tally: &Tally, stop: &Event) -> Guard<u64> {
+fn consumer<Q: ChaosQueue>(queue: Q, tally: &Tally, stop: &Event) -> Guard<u64> {
     let tally = tally.clone();
     let stop = stop.clone();
     spawn(move || {
         let mut got = 0;
         loop {
-            match queue.get_timeout(Duration::from_millis(20)) {
-                Ok(msg) => {
+            match queue.get(Duration::from_millis(20)) {
+                Some(msg) => {
                     tally.receive(msg);
                     got += 1;
                 }
-                Err(_) if stop.is_set() => return got,
-                Err(_) => {}
+                None if stop.is_set() => return got,
+                None => {}
             }
         }
     })
 }
 
-/// 4 producers and 4 consumers move numbered messages through a queue while
-/// the test SIGKILLs a random one of them at random moments and starts a
-/// new one in its place, 200 times. Afterwards no message was received
-/// twice, none that nobody sent, the number missing is at most the number
-/// of kills, and the survivors finish.
+/// 4 producers and 4 consumers move numbered messages through a `PodQueue`
+/// while the test SIGKILLs a random one of them at random moments and
+/// starts a new one in its place, 200 times. Afterwards no message was
+/// received twice, none that nobody sent, the number missing is at most
+/// the number of kills, and the survivors finish.
 #[test]
 fn queue_producers_and_consumers_killed_at_random() {
-    let dog = Watchdog::new(
+    producers_and_consumers_killed_at_random(
         "queue_producers_and_consumers_killed_at_random",
-        CHAOS_LIMIT,
+        PodQueue::<u64>::new(64).unwrap(),
+        64,
     );
-    let mut rng = Rng::seeded("queue_producers_and_consumers_killed_at_random");
-    let queue = PodQueue::<u64>::new(64).unwrap();
+}
+
+/// The same through a `Queue`, whose messages are frames in a byte ring: a
+/// process killed in the middle of writing or reading one holds the ring's
+/// writer or reader lock, which the next writer or reader takes over,
+/// repairing the ring.
+#[test]
+fn frame_queue_producers_and_consumers_killed_at_random() {
+    producers_and_consumers_killed_at_random(
+        "frame_queue_producers_and_consumers_killed_at_random",
+        // A buffer of 512 bytes holds about 60 messages of 8 bytes.
+        Queue::<u64>::with_buffer(64, 512).unwrap(),
+        64,
+    );
+}
+
+fn producers_and_consumers_killed_at_random<Q: ChaosQueue>(
+    name: &'static str,
+    queue: Q,
+    maxsize: usize,
+) {
+    let dog = Watchdog::new(name, CHAOS_LIMIT);
+    let mut rng = Rng::seeded(name);
     let tally = Tally::new();
     let stop = Event::new().unwrap();
     let mut next_gen = 0u64;
@@ -438,11 +497,7 @@ fn queue_producers_and_consumers_killed_at_random() {
     for child in &mut consumers {
         join(child);
     }
-    assert!(
-        queue.is_empty(),
-        "{} messages left in the queue",
-        queue.len()
-    );
+    assert_eq!(queue.len(), 0, "messages left in the queue");
     drop(dog);
 
     let counters = tally.counters();
@@ -483,7 +538,16 @@ fn queue_producers_and_consumers_killed_at_random() {
         missing <= kills,
         "{missing} messages missing after {kills} kills"
     );
-    // Still usable.
-    queue.put_timeout(7, WATCHDOG).unwrap();
-    assert_eq!(queue.get_timeout(WATCHDOG), Ok(7));
+    // Still usable, and no kill cost a place: the queue takes `maxsize`
+    // messages again, and gives them back in order.
+    for n in 0..maxsize as u64 {
+        assert!(
+            queue.try_put(n),
+            "the queue holds {n} messages, not {maxsize}"
+        );
+    }
+    for n in 0..maxsize as u64 {
+        assert_eq!(queue.get(WATCHDOG), Some(n));
+    }
+    assert_eq!(queue.len(), 0);
 }

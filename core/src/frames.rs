@@ -20,7 +20,7 @@
 //! |--------------|-------------------------------------|-------------------------------------|
 //! | `tail`       | position published by writers       | `ASLEEP`: a reader sleeps for data  |
 //! | `head`       | position released by readers        | `ASLEEP`: a writer sleeps for space |
-//! | `aborted`    | position where the last cut frame stops | `CUT`: a frame was cut there    |
+//! | `aborted`    | position where the last cut frame stops | `CUT`: a reader has not passed the cut yet |
 //!
 //! | word           | changed by     | meaning                                          |
 //! |----------------|----------------|--------------------------------------------------|
@@ -54,12 +54,41 @@
 //! A writer that gives up in the middle of a frame (its deadline passed
 //! while the ring was full, or it could not produce the bytes it announced)
 //! publishes what it wrote, records the position in `aborted` and wakes the
-//! reader, which drops the partial frame, clears `aborted` and goes on with
-//! the next one. Until the reader has cleared it no writer begins, so the
-//! bytes after a cut are never published before the reader knows where the
-//! frame stopped. The writer's value is not lost: it was never delivered,
-//! and the caller still holds it. A writer that gives up before it
-//! published anything leaves no trace.
+//! reader, which drops the partial frame, clears the `CUT` bit (leaving the
+//! position) and goes on with the next one. Until the reader has cleared it
+//! no writer begins, so the bytes after a cut are never published before
+//! the reader knows where the frame stopped. The writer's value is not
+//! lost: it was never delivered, and the caller still holds it. A writer
+//! that gives up before it published anything leaves no trace.
+//!
+//! # An owner that dies
+//!
+//! Both locks are [`RawMutex`]es, which record their owner: a writer (or
+//! reader) that finds the lock's owner dead takes the lock over (see
+//! [`crate::mutex`]) and repairs the ring before it goes on. Each side
+//! keeps a record of the frame its lock holder is in, written before the
+//! words it describes change, so the repair never guesses:
+//!
+//! * a writer's record (`frame`, `frame_len`, `frame_begun`, `cutting`):
+//!   where the frame starts, how long it is, what `begun` is once it
+//!   counts, and where a cut was begun. The new writer forgets a frame that
+//!   published nothing (taking it out of `begun` if it was counted), keeps
+//!   one that was published whole, and cuts one published in part where
+//!   its bytes stop, or finishes the cut the dead writer was making;
+//! * a reader's record (`frame`, `frame_end`, `frame_ended`): where the
+//!   frame starts and stops (its end, or the cut the reader saw) and what
+//!   `ended` is once it ends. The new reader finishes the ending of a frame
+//!   that was counted ended; leaves a frame none of which was released in
+//!   the ring, to be read again (the dead reader never returned it); and
+//!   skips the rest of a frame that was released in part.
+//!
+//! Every repair step looks at what is already done, so a repairer that
+//! dies in turn leaves a record the next one repairs from. A reader in the
+//! middle of a frame waits for its writer, not for the writer lock: so it
+//! checks the writer's liveness now and then ([`Wait::check_deadline`]),
+//! takes the writer lock over itself if the writer is gone, repairs (which
+//! cuts its frame) and releases the lock. A reader waiting for a closed
+//! ring to drain does the same.
 //!
 //! # Closing
 //!
@@ -82,14 +111,13 @@
 //! # Progress
 //!
 //! Blocking. Writers wait for each other (the writer lock), for the bound on
-//! messages and for space; readers wait for each other and for data. Every
-//! wait before a frame starts takes a deadline. A reader in the middle of a
-//! frame waits for its writer without one unless it asks for one
-//! ([`FrameReader::read_until`]): the writer either finishes the frame or
-//! cuts it, and its own waits have deadlines. A reader whose `read_until`
-//! timed out is still in its frame and may go on; one that abandons the
-//! frame for good (its writer's process is gone, so nothing will end it)
-//! keeps the reader lock.
+//! messages, for space and for a reader to pass a cut; readers wait for each
+//! other and for data. Every wait before a frame starts takes a deadline. A
+//! reader in the middle of a frame waits for its writer without one unless
+//! it asks for one ([`FrameReader::read_until`]): the writer either
+//! finishes the frame or cuts it, and its own waits have deadlines; if it
+//! dies instead, the reader cuts the frame for it. A reader whose
+//! `read_until` timed out is still in its frame and may go on.
 
 use core::ptr::NonNull;
 
@@ -97,7 +125,7 @@ use crate::TypeFingerprint;
 use crate::layout::{
     self, CachePadded, Epochs, LayoutError, ObjectKind, ObjectLayout, Origin, Parts,
 };
-use crate::mutex::RawMutex;
+use crate::mutex::{Acquired, RawMutex};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell, init_u32, init_u64};
 use crate::wait::{OwnerId, Readiness, TimedOut, Wait};
 
@@ -112,8 +140,11 @@ pub const MAX_CAPACITY: u64 = 1 << 40;
 
 /// "The other side is asleep" in `head` / `tail`.
 const ASLEEP: u64 = 1 << 63;
-/// "A frame was cut at this position" in `aborted`.
+/// "A frame was cut at this position" in `aborted` and `cutting`.
 const CUT: u64 = 1 << 63;
+/// "A frame is being written (read) from this position" in a side's
+/// `frame` record.
+const ACTIVE: u64 = 1 << 63;
 
 /// One byte of the ring.
 type Byte = UnsafeCell<u8>;
@@ -138,9 +169,18 @@ struct WriterSide {
     begun: AtomicU32,
     /// `ended` as a writer last read it: at most the real one.
     ended_seen: AtomicU32,
-    reserved: AtomicU32,
+    /// The payload length of the frame being written (see `frame`).
+    frame_len: AtomicU32,
+    /// `begun` once the frame being written counts (see `frame`).
+    frame_begun: AtomicU32,
     /// `head` as a writer last read it: at most the real one.
     head_seen: AtomicU64,
+    /// `ACTIVE` and the frame's start while a frame is being written, 0
+    /// otherwise: the record a writer that takes over from a dead one
+    /// repairs the ring by.
+    frame: AtomicU64,
+    /// `CUT` and the position of the last cut a writer began.
+    cutting: AtomicU64,
 }
 
 /// The words only a reader holding the reader lock changes.
@@ -150,8 +190,16 @@ struct ReaderSide {
     lock: RawMutex,
     /// Frames read to their end since the ring was created, wrapping.
     ended: AtomicU32,
+    /// `ended` once the frame being read is ended (see `frame`).
+    frame_ended: AtomicU32,
     /// `tail` as a reader last read it: at most the real one.
     tail_seen: AtomicU64,
+    /// `ACTIVE` and the frame's start while a frame is being read, 0
+    /// otherwise: the record a reader that takes over from a dead one
+    /// repairs the ring by.
+    frame: AtomicU64,
+    /// Where the frame being read stops: its end, or where it was cut.
+    frame_end: AtomicU64,
 }
 
 /// The words writers and readers share besides the positions, changed
@@ -171,15 +219,22 @@ mod pinned {
     use core::mem::offset_of;
     use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
 
-    assert_eq_size!(WriterSide, [u64; 5]);
+    assert_eq_size!(WriterSide, [u64; 7]);
     const_assert_eq!(offset_of!(WriterSide, lock), 0);
     const_assert_eq!(offset_of!(WriterSide, begun), 16);
     const_assert_eq!(offset_of!(WriterSide, ended_seen), 20);
+    const_assert_eq!(offset_of!(WriterSide, frame_len), 24);
+    const_assert_eq!(offset_of!(WriterSide, frame_begun), 28);
     const_assert_eq!(offset_of!(WriterSide, head_seen), 32);
-    assert_eq_size!(ReaderSide, [u64; 4]);
+    const_assert_eq!(offset_of!(WriterSide, frame), 40);
+    const_assert_eq!(offset_of!(WriterSide, cutting), 48);
+    assert_eq_size!(ReaderSide, [u64; 6]);
     const_assert_eq!(offset_of!(ReaderSide, lock), 0);
     const_assert_eq!(offset_of!(ReaderSide, ended), 16);
+    const_assert_eq!(offset_of!(ReaderSide, frame_ended), 20);
     const_assert_eq!(offset_of!(ReaderSide, tail_seen), 24);
+    const_assert_eq!(offset_of!(ReaderSide, frame), 32);
+    const_assert_eq!(offset_of!(ReaderSide, frame_end), 40);
     assert_eq_size!(Control, [u64; 3]);
     const_assert_eq!(offset_of!(Control, epochs), 0);
     const_assert_eq!(offset_of!(Control, max_messages), 8);
@@ -379,12 +434,18 @@ impl FrameRing {
             RawMutex::init(NonNull::new_unchecked(&raw mut (*writers).lock));
             init_u32(&raw mut (*writers).begun, 0);
             init_u32(&raw mut (*writers).ended_seen, 0);
-            init_u32(&raw mut (*writers).reserved, 0);
+            init_u32(&raw mut (*writers).frame_len, 0);
+            init_u32(&raw mut (*writers).frame_begun, 0);
             init_u64(&raw mut (*writers).head_seen, 0);
+            init_u64(&raw mut (*writers).frame, 0);
+            init_u64(&raw mut (*writers).cutting, 0);
             let readers = &raw mut (*state).readers.0;
             RawMutex::init(NonNull::new_unchecked(&raw mut (*readers).lock));
             init_u32(&raw mut (*readers).ended, 0);
+            init_u32(&raw mut (*readers).frame_ended, 0);
             init_u64(&raw mut (*readers).tail_seen, 0);
+            init_u64(&raw mut (*readers).frame, 0);
+            init_u64(&raw mut (*readers).frame_end, 0);
             let ctl = &raw mut (*state).ctl.0;
             Epochs::init(&raw mut (*ctl).epochs);
             init_u32(&raw mut (*ctl).max_messages, max_messages);
@@ -706,10 +767,13 @@ impl FrameRing {
             return Err(BeginWriteError::Closed);
         }
         let writers = self.writers();
-        writers
+        let acquired = writers
             .lock
-            .lock_no_takeover(w, id, deadline)
+            .lock(w, id, deadline)
             .map_err(|_| BeginWriteError::Full)?;
+        if acquired == Acquired::OwnerDied {
+            self.repair_writer(w);
+        }
         // The previous writer's last swap happened before its unlock, which
         // happened before our lock: we see the tail it published.
         let tail = self.state().tail.load(Ordering::Relaxed) & !ASLEEP;
@@ -776,7 +840,14 @@ impl FrameRing {
             }
         };
         // Only writers holding the lock raise the count, so the bound holds.
+        // The record first: a writer that takes over from us once we die
+        // finds the frame, and tells from `begun` whether it counts.
         let begun = writers.begun.load(Ordering::Relaxed);
+        writers.frame_len.store(len as u32, Ordering::Relaxed);
+        writers
+            .frame_begun
+            .store(begun.wrapping_add(1), Ordering::Relaxed);
+        writers.frame.store(tail | ACTIVE, Ordering::Relaxed);
         writers
             .begun
             .store(begun.wrapping_add(1), Ordering::Relaxed);
@@ -793,6 +864,89 @@ impl FrameRing {
             end: tail + FRAME_HEADER + len,
             done: false,
         })
+    }
+
+    /// Repairs what a writer that died holding the writer lock left behind,
+    /// from its record (`frame`, `frame_len`, `frame_begun`, `cutting`),
+    /// and marks the lock consistent. The caller holds the writer lock.
+    ///
+    /// A frame the dead writer published nothing of is forgotten, as if it
+    /// had never begun; one it published whole stays; one it published in
+    /// part is cut where its published bytes stop (or where the dead
+    /// writer was cutting it), exactly as a writer that gives up cuts its
+    /// frame. Every step looks at what is already done, so a repairer that
+    /// dies in turn leaves a ring the next one repairs the same way.
+    #[cold]
+    fn repair_writer<W: Wait>(&self, w: &W) {
+        let writers = self.writers();
+        let ctl = self.ctl();
+        let frame = writers.frame.load(Ordering::Relaxed);
+        if frame & ACTIVE != 0 {
+            let start = frame & !ACTIVE;
+            let end = start + FRAME_HEADER + u64::from(writers.frame_len.load(Ordering::Relaxed));
+            let tail = self.state().tail.load(Ordering::Acquire) & !ASLEEP;
+            let cutting = writers.cutting.load(Ordering::Relaxed);
+            let cut_at = cutting & !CUT;
+            if cutting & CUT != 0 && cut_at > start && cut_at < end {
+                // It was cutting the frame: finish the cut, unless a reader
+                // has already acknowledged it (it leaves the position,
+                // without `CUT`, in `aborted`).
+                if ctl.aborted.load(Ordering::Acquire) != cut_at {
+                    self.cut_at(w, cut_at, tail);
+                }
+            } else if tail == start {
+                // Nothing published: take the frame back out of the count
+                // if it was counted. Only writers change `begun`.
+                let begun = writers.begun.load(Ordering::Relaxed);
+                if begun == writers.frame_begun.load(Ordering::Relaxed) {
+                    writers
+                        .begun
+                        .store(begun.wrapping_sub(1), Ordering::Relaxed);
+                }
+            } else if tail > start && tail < end {
+                writers.cutting.store(tail | CUT, Ordering::Relaxed);
+                self.cut_at(w, tail, tail);
+            }
+            // Otherwise the frame is whole (or the record is garbage, and
+            // there is nothing to go by).
+        }
+        writers.frame.store(0, Ordering::Relaxed);
+        // SAFETY: the caller holds the writer lock.
+        unsafe { writers.lock.mark_consistent() };
+    }
+
+    /// Cuts the frame being written at `pos`, with the tail published at
+    /// `tail`: records the cut, publishes up to `pos`, and wakes readers.
+    /// The caller holds the writer lock and has written every byte up to
+    /// `pos`.
+    fn cut_at<W: Wait>(&self, w: &W, pos: u64, tail: u64) {
+        let state = self.state();
+        let ctl = self.ctl();
+        // Release: a reader that sees the tail below (Acquire) sees the cut
+        // too.
+        ctl.aborted.store(pos | CUT, Ordering::Release);
+        if tail < pos {
+            // Release publishes the bytes with the position, as `publish`.
+            state.tail.swap(pos, Ordering::AcqRel);
+        }
+        // The tail may not have moved: wake the reader (and any watchers)
+        // whether or not they set the bit.
+        Epochs::bump_and_wake(w, &ctl.epochs.items, u32::MAX);
+    }
+
+    /// Takes the writer lock over if its owner is gone, repairs the ring
+    /// ([`Self::repair_writer`]) and releases the lock; returns whether it
+    /// did. For a reader in the middle of a frame, which would otherwise
+    /// wait for a dead writer forever, and for one that waits for a closed
+    /// ring to drain.
+    #[cold]
+    fn rescue_writer<W: Wait>(&self, w: &W, id: OwnerId) -> bool {
+        if !self.writers().lock.take_over_if_gone(w, id) {
+            return false;
+        }
+        self.repair_writer(w);
+        self.unlock_writer(w);
+        true
     }
 
     /// Releases the writer lock; if the ring is closed, wakes readers that
@@ -818,10 +972,21 @@ impl FrameRing {
         deadline: Option<W::Deadline>,
     ) -> Result<FrameReader<'a, W>, BeginReadError> {
         let readers = self.readers();
-        readers
-            .lock
-            .lock_no_takeover(w, id, deadline)
-            .map_err(|_| BeginReadError::Empty)?;
+        loop {
+            let acquired = readers
+                .lock
+                .lock(w, id, deadline)
+                .map_err(|_| BeginReadError::Empty)?;
+            if acquired == Acquired::Clean {
+                break;
+            }
+            match self.repair_reader(w, id) {
+                None => break,
+                // The dead reader's frame, partly released: skip the rest of
+                // it (which releases the lock), then begin again.
+                Some(rest) => rest.skip_rest(),
+            }
+        }
         // The previous reader's last swap happened before its unlock, which
         // happened before our lock: we see the head it released.
         let head = self.state().head.load(Ordering::Relaxed) & !ASLEEP;
@@ -831,23 +996,112 @@ impl FrameRing {
         let tail = if seen >= head + FRAME_HEADER && seen - head <= self.capacity {
             seen
         } else {
-            self.wait_frame(w, head, deadline)?
+            self.wait_frame(w, id, head, deadline)?
         };
         let mut len = [0; FRAME_HEADER as usize];
         // SAFETY: we hold the reader lock and the header's bytes lie between
         // the head and the published tail.
         unsafe { self.copy_out(head, &mut len) };
-        let len = u64::from(u32::from_le_bytes(len));
+        let end = head + FRAME_HEADER + u64::from(u32::from_le_bytes(len));
+        // The record, for a reader that takes over if we die in the frame.
+        readers.frame_end.store(end, Ordering::Relaxed);
+        readers.frame_ended.store(
+            readers.ended.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        readers.frame.store(head | ACTIVE, Ordering::Relaxed);
         Ok(FrameReader {
             ring: self,
             w,
+            id,
             start: head,
             pos: head + FRAME_HEADER,
             released: head,
             tail,
-            end: head + FRAME_HEADER + len,
+            end,
             state: ReadState::Reading,
         })
+    }
+
+    /// Repairs what a reader that died holding the reader lock left behind,
+    /// from its record (`frame`, `frame_end`, `frame_ended`), and marks the
+    /// lock consistent. The caller holds the reader lock.
+    ///
+    /// A frame the dead reader ended (counted in `ended`) is released up to
+    /// its end, and a cut in it acknowledged. A frame it released nothing
+    /// of stays in the ring, to be read again: the dead reader never
+    /// returned it. A frame it released in part can only be skipped: the
+    /// rest of it is returned, for the caller to skip
+    /// ([`FrameReader::skip_rest`]). Every step looks at what is already
+    /// done, so a repairer that dies in turn leaves a ring the next one
+    /// repairs the same way.
+    #[cold]
+    fn repair_reader<'a, W: Wait>(&'a self, w: &'a W, id: OwnerId) -> Option<FrameReader<'a, W>> {
+        let readers = self.readers();
+        let state = self.state();
+        let ctl = self.ctl();
+        let frame = readers.frame.load(Ordering::Relaxed);
+        let mut rest = None;
+        let start = frame & !ACTIVE;
+        let end = readers.frame_end.load(Ordering::Relaxed);
+        let head = state.head.load(Ordering::Relaxed) & !ASLEEP;
+        // A garbage record (a corrupted ring) is dropped.
+        if frame & ACTIVE != 0
+            && start <= head
+            && head <= end
+            && end - start >= FRAME_HEADER
+            && end - start <= MAX_FRAME + FRAME_HEADER
+        {
+            let ended = readers.ended.load(Ordering::Relaxed);
+            if ended == readers.frame_ended.load(Ordering::Relaxed) {
+                // Ended, but maybe not released or acknowledged yet.
+                if head < end {
+                    self.release_to(w, end);
+                }
+                if ctl.aborted.load(Ordering::Acquire) == end | CUT {
+                    self.acknowledge_cut(w, end);
+                }
+            } else if head != start {
+                rest = Some(FrameReader {
+                    ring: self,
+                    w,
+                    id,
+                    start,
+                    pos: head,
+                    released: head,
+                    tail: head,
+                    end,
+                    state: ReadState::Reading,
+                });
+            }
+        }
+        readers.frame.store(0, Ordering::Relaxed);
+        // SAFETY: the caller holds the reader lock.
+        unsafe { readers.lock.mark_consistent() };
+        rest
+    }
+
+    /// Moves the head to `pos` (the reader holding the lock released the
+    /// bytes before it) and wakes a writer waiting for space.
+    fn release_to<W: Wait>(&self, w: &W, pos: u64) {
+        let state = self.state();
+        // AcqRel: Release orders the reads of the bytes before the writer
+        // reuses them; Acquire pairs with the writer's CAS that set ASLEEP.
+        let old = state.head.swap(pos, Ordering::AcqRel);
+        if old & ASLEEP != 0 {
+            Epochs::bump_and_wake(w, &state.ctl.epochs.space, 1);
+        }
+    }
+
+    /// Acknowledges the cut at `pos` (the reader holding the lock has
+    /// released the cut frame): writers may begin again. A writer waiting
+    /// for it may sleep on the head, which the acknowledgment does not
+    /// move, so it is woken whether or not it set its bit.
+    fn acknowledge_cut<W: Wait>(&self, w: &W, pos: u64) {
+        let ctl = self.ctl();
+        // Release pairs with the Acquire loads of `aborted` by writers.
+        ctl.aborted.store(pos, Ordering::Release);
+        Epochs::bump_and_wake(w, &ctl.epochs.space, u32::MAX);
     }
 
     /// Waits, holding the reader lock, until the tail is a frame's length
@@ -855,6 +1109,7 @@ impl FrameRing {
     fn wait_frame<W: Wait>(
         &self,
         w: &W,
+        id: OwnerId,
         head: u64,
         deadline: Option<W::Deadline>,
     ) -> Result<u64, BeginReadError> {
@@ -890,9 +1145,15 @@ impl FrameRing {
             }
             // Woken for a close only once no writer is in the middle of a
             // frame: a writer that gives up its lock on a closed ring wakes
-            // us (`unlock_writer`).
+            // us (`unlock_writer`). On a closed ring that writer may be dead:
+            // look at it now and then.
             let drained =
                 || ctl.closed.load(Ordering::Acquire) != 0 && !self.writers().lock.is_locked();
+            let (until, check) = if ctl.closed.load(Ordering::Acquire) != 0 {
+                w.check_deadline(deadline)
+            } else {
+                (deadline, false)
+            };
             if sleep(
                 w,
                 true,
@@ -900,10 +1161,16 @@ impl FrameRing {
                 &ctl.epochs.items,
                 tail,
                 drained,
-                deadline,
+                until,
             )
             .is_err()
             {
+                if check {
+                    self.rescue_writer(w, id);
+                    if !deadline.is_some_and(|d| w.expired(d)) {
+                        continue;
+                    }
+                }
                 self.unlock_reader(w);
                 return Err(BeginReadError::Empty);
             }
@@ -1172,6 +1439,7 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
         self.publish();
         self.done = true;
         self.remember_head();
+        self.ring.writers().frame.store(0, Ordering::Relaxed);
         self.ring.unlock_writer(self.w);
         Ok(())
     }
@@ -1189,7 +1457,6 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
     fn cut(&mut self) {
         self.done = true;
         let ring = self.ring;
-        let ctl = ring.ctl();
         self.remember_head();
         if self.pos == self.end {
             // Every byte is written: the frame is whole after all.
@@ -1204,14 +1471,14 @@ impl<'a, W: Wait> FrameWriter<'a, W> {
                 Ordering::Relaxed,
             );
         } else {
-            // Release: a reader that sees the tail below (Acquire) sees the
-            // cut too.
-            ctl.aborted.store(self.pos | CUT, Ordering::Release);
-            self.publish();
-            // The tail may not have moved: wake the reader whether or not
-            // it set its bit.
-            Epochs::bump_and_wake(self.w, &ctl.epochs.items, u32::MAX);
+            // Recorded first, for a writer that takes over if we die now.
+            ring.writers()
+                .cutting
+                .store(self.pos | CUT, Ordering::Relaxed);
+            ring.cut_at(self.w, self.pos, self.published);
+            self.published = self.pos;
         }
+        ring.writers().frame.store(0, Ordering::Relaxed);
         ring.unlock_writer(self.w);
     }
 }
@@ -1242,6 +1509,8 @@ enum ReadState {
 pub struct FrameReader<'a, W: Wait> {
     ring: &'a FrameRing,
     w: &'a W,
+    /// Who reads: takes the writer lock over if its writer dies.
+    id: OwnerId,
     /// Position of the frame's length.
     start: u64,
     /// Next byte to read.
@@ -1346,6 +1615,9 @@ impl<'a, W: Wait> FrameReader<'a, W> {
                 continue;
             }
             let state = self.ring.state();
+            // The writer finishes or cuts the frame, unless it dies first:
+            // look at it now and then.
+            let (until, check) = self.w.check_deadline(deadline);
             let slept = sleep(
                 self.w,
                 true,
@@ -1353,16 +1625,25 @@ impl<'a, W: Wait> FrameReader<'a, W> {
                 &state.ctl.epochs.items,
                 self.tail,
                 || self.is_cut_here(),
-                deadline,
+                until,
             );
-            // Without a deadline the writer finishes or cuts the frame.
-            if slept.is_err() && deadline.is_some() {
-                // A last look: the writer may have written as the
-                // deadline passed.
-                if self.ready() > 0 {
-                    return Ok(());
+            if slept.is_err() {
+                // A dead writer's frame is cut where its bytes stop.
+                if self.ring.rescue_writer(self.w, self.id) {
+                    continue;
                 }
-                return Err(ReadError::TimedOut);
+                let out_of_time = match deadline {
+                    None => false,
+                    Some(d) => !check || self.w.expired(d),
+                };
+                if out_of_time {
+                    // A last look: the writer may have written as the
+                    // deadline passed.
+                    if self.ready() > 0 {
+                        return Ok(());
+                    }
+                    return Err(ReadError::TimedOut);
+                }
             }
         }
     }
@@ -1499,6 +1780,7 @@ impl<'a, W: Wait> FrameReader<'a, W> {
         // Nothing moved: the head is still at the frame's length, and the
         // count still counts the frame.
         self.state = ReadState::Done;
+        self.ring.readers().frame.store(0, Ordering::Relaxed);
         self.ring.unlock_reader(self.w);
     }
 
@@ -1523,11 +1805,13 @@ impl<'a, W: Wait> FrameReader<'a, W> {
             self.pos += ready;
         }
         let ring = self.ring;
-        if self.state == ReadState::Cut {
+        let readers = ring.readers();
+        let cut = self.state == ReadState::Cut;
+        if cut {
             outcome = Err(Cut);
-            // Acknowledge the cut: writers may begin again (Release, like
-            // the count below, is seen by a writer that sees the head).
-            ring.ctl().aborted.store(0, Ordering::Release);
+            // For a reader that takes over if we die now: the frame stops
+            // here.
+            readers.frame_end.store(self.pos, Ordering::Relaxed);
         }
         self.state = ReadState::Done;
         // Lower the count before the head moves: a writer waiting for the
@@ -1535,7 +1819,6 @@ impl<'a, W: Wait> FrameReader<'a, W> {
         // below is Release). Release pairs with the Acquire loads of
         // `ended` by writers and `len`. Only readers holding the lock
         // change `ended`.
-        let readers = ring.readers();
         let ended = readers.ended.load(Ordering::Relaxed);
         readers
             .ended
@@ -1544,14 +1827,30 @@ impl<'a, W: Wait> FrameReader<'a, W> {
         readers.tail_seen.store(self.tail, Ordering::Relaxed);
         // The frame's end always moves the head (a frame has at least its
         // length), so a writer waiting on the head is woken.
-        let state = ring.state();
-        let old = state.head.swap(self.pos, Ordering::AcqRel);
+        ring.release_to(self.w, self.pos);
         self.released = self.pos;
-        if old & ASLEEP != 0 {
-            Epochs::bump_and_wake(self.w, &state.ctl.epochs.space, 1);
+        if cut {
+            // Writers may begin again.
+            ring.acknowledge_cut(self.w, self.pos);
         }
+        readers.frame.store(0, Ordering::Relaxed);
         ring.unlock_reader(self.w);
         outcome
+    }
+
+    /// Skips the rest of a frame a dead reader released in part (see
+    /// [`FrameRing::repair_reader`]), waiting for its writer as long as it
+    /// takes, ends it, and releases the reader lock.
+    #[cold]
+    fn skip_rest(mut self) {
+        // The dead reader saw a cut where the frame now stops: `end` is
+        // the cut's position, not the frame's, and every byte before it is
+        // published (the reader saw the cut there).
+        if self.ring.ctl().aborted.load(Ordering::Acquire) == self.end | CUT {
+            self.pos = self.end;
+            self.state = ReadState::Cut;
+        }
+        let _ = self.end_frame();
     }
 }
 

@@ -32,7 +32,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"mprocSHM");
 
 /// The version of the layouts in this crate. Bumped on any change to a
 /// `#[repr(C)]` struct that lives in shared memory.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Types whose values may be copied into shared memory and read back by
 /// another process.

@@ -233,33 +233,22 @@ impl RawMutex {
             self.record(id);
             return Ok(Acquired::Clean);
         }
-        self.lock_slow(w, id, deadline, true)?;
+        self.lock_slow(w, id, deadline)?;
         Ok(self.acquired())
     }
 
-    /// Takes the lock like [`lock`](Self::lock), but never takes it over
-    /// from a dead owner: it waits for the owner to unlock until `deadline`.
+    /// Takes the lock over if its owner is gone ([`Wait::owner_gone`]),
+    /// without waiting; returns whether it did. The lock is then held by
+    /// `id` and [inconsistent](Self::is_inconsistent), as after a
+    /// [`lock`](Self::lock) that returned [`Acquired::OwnerDied`].
     ///
-    /// For locks whose data a new owner cannot repair (the frame ring's
-    /// reader and writer locks: a frame half written or half read by a dead
-    /// owner cannot be told from the stream around it).
-    #[inline]
-    pub fn lock_no_takeover<W: Wait>(
-        &self,
-        w: &W,
-        id: OwnerId,
-        deadline: Option<W::Deadline>,
-    ) -> Result<(), TimedOut> {
-        if self
-            .state
-            // Acquire pairs with the Release swap in `unlock`.
-            .compare_exchange_weak(0, id.get(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.record(id);
-            return Ok(());
-        }
-        self.lock_slow(w, id, deadline, false)
+    /// For a party that waits, not for the lock, but for what its owner
+    /// does while holding it (a frame ring's reader waits for the writer
+    /// in the middle of a frame), and repairs the data if the owner died.
+    #[cold]
+    pub fn take_over_if_gone<W: Wait>(&self, w: &W, id: OwnerId) -> bool {
+        let seen = self.state.load(Ordering::Relaxed);
+        self.take_over_if_dead(w, id, seen)
     }
 
     /// What the owner (the caller) finds in the word.
@@ -279,15 +268,7 @@ impl RawMutex {
         w: &W,
         id: OwnerId,
         deadline: Option<W::Deadline>,
-        take_over: bool,
     ) -> Result<(), TimedOut> {
-        let sleep_until = |w: &W| {
-            if take_over {
-                w.check_deadline(deadline)
-            } else {
-                (deadline, false)
-            }
-        };
         // No spinning for a call whose deadline has already passed.
         let spins = match deadline {
             Some(d) if w.expired(d) => 0,
@@ -332,7 +313,7 @@ impl RawMutex {
                 }
                 state |= WAITERS;
             }
-            let (until, check) = sleep_until(w);
+            let (until, check) = w.check_deadline(deadline);
             if w.wait(&self.state, state, until).is_err() {
                 if !check || deadline.is_some_and(|d| w.expired(d)) {
                     // Out of time; a last look. WAITERS stays set, so
@@ -344,7 +325,7 @@ impl RawMutex {
                     };
                 }
                 // A liveness check is due.
-                if take_over && self.take_over_if_dead(w, id, state) {
+                if self.take_over_if_dead(w, id, state) {
                     return Ok(());
                 }
             }

@@ -18,6 +18,15 @@ struct Shared {
 
 impl Shared {
     fn new(capacity: u64, max_messages: u32) -> Arc<Self> {
+        Self::with_wait(capacity, max_messages, ModelWait::new())
+    }
+
+    /// A ring whose owners may die ([`ModelWait::with_deaths`]).
+    fn with_deaths(capacity: u64, max_messages: u32) -> Arc<Self> {
+        Self::with_wait(capacity, max_messages, ModelWait::with_deaths())
+    }
+
+    fn with_wait(capacity: u64, max_messages: u32, w: ModelWait) -> Arc<Self> {
         let mem = Mem::new(FrameRing::layout(capacity).unwrap());
         // SAFETY: `mem` is zeroed, aligned for the layout, and lives as long
         // as `Shared`.
@@ -32,10 +41,7 @@ impl Shared {
             )
         }
         .unwrap();
-        Arc::new(Self {
-            mem,
-            w: ModelWait::new(),
-        })
+        Arc::new(Self { mem, w })
     }
 
     fn ring(&self) -> FrameRing {
@@ -52,6 +58,19 @@ impl Shared {
             .unwrap();
         writer.write(bytes, None).unwrap();
         writer.finish().unwrap();
+    }
+
+    /// A thread that writes `long` and then `short`, as owner 1.
+    fn long_then_short(
+        shared: &Arc<Self>,
+        long: &[u8],
+        short: &'static [u8],
+    ) -> thread::JoinHandle<()> {
+        let (shared, long) = (shared.clone(), long.to_vec());
+        thread::spawn(move || {
+            shared.send(1, &long);
+            shared.send(1, short);
+        })
     }
 
     /// Reads one frame, waiting as long as it takes.
@@ -72,13 +91,7 @@ fn frame_longer_than_ring() {
     model(|| {
         let shared = Shared::new(16, 4);
         let long: Vec<u8> = (0..20).collect();
-        let writer = {
-            let (shared, long) = (shared.clone(), long.clone());
-            thread::spawn(move || {
-                shared.send(1, &long);
-                shared.send(1, &[7, 8]);
-            })
-        };
+        let writer = Shared::long_then_short(&shared, &long, &[7, 8]);
         assert_eq!(shared.recv(2).unwrap(), long);
         assert_eq!(shared.recv(2).unwrap(), [7, 8]);
         writer.join().unwrap();
@@ -220,13 +233,7 @@ fn timed_read_in_a_frame() {
     model(|| {
         let shared = Shared::new(16, 4);
         let long: Vec<u8> = (0..24).collect();
-        let writer = {
-            let (shared, long) = (shared.clone(), long.clone());
-            thread::spawn(move || {
-                shared.send(1, &long);
-                shared.send(1, &[9]);
-            })
-        };
+        let writer = Shared::long_then_short(&shared, &long, &[9]);
         let ring = shared.ring();
         let mut reader = ring.begin_read(&shared.w, id(2), None).unwrap();
         let mut out = vec![0; reader.len() as usize];
@@ -292,4 +299,117 @@ fn wake_all_is_harmless() {
         writer.join().unwrap();
         waker.join().unwrap();
     });
+}
+
+/// A writer dies in the middle of a frame it published in part, and no
+/// other writer comes: the reader, waiting in the frame, finds the writer
+/// gone, takes its lock over and cuts the frame. The ring is empty and
+/// whole afterwards.
+#[test]
+fn dead_writer_mid_frame_is_cut_for_the_reader() {
+    model(|| {
+        let shared = Shared::with_deaths(16, 4);
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let ring = shared.ring();
+                let mut writer = ring.begin_write(&shared.w, id(1), 8, None).unwrap();
+                // A quarter of the ring: published as it is written.
+                writer.write(&[1, 2, 3, 4], None).unwrap();
+                // Killed here.
+                std::mem::forget(writer);
+                shared.w.die(1);
+            })
+        };
+        assert_eq!(shared.recv(2), Err(Cut));
+        writer.join().unwrap();
+        let ring = shared.ring();
+        assert!(ring.is_empty());
+        shared.send(3, &[7]);
+        assert_eq!(shared.recv(2).unwrap(), [7]);
+    });
+}
+
+/// A writer dies after it began a frame and before it published a byte of
+/// it, in a ring that holds one message: the next writer takes its lock
+/// over and takes the frame back out of the count, so its own frame fits
+/// (a deadlock, which loom reports, otherwise).
+#[test]
+fn dead_writer_before_publishing_is_forgotten() {
+    model(|| {
+        let shared = Shared::with_deaths(16, 1);
+        let dying = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let ring = shared.ring();
+                let writer = ring.begin_write(&shared.w, id(1), 2, None).unwrap();
+                // Killed here.
+                std::mem::forget(writer);
+                shared.w.die(1);
+            })
+        };
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.send(3, &[5, 6]))
+        };
+        assert_eq!(shared.recv(2).unwrap(), [5, 6]);
+        dying.join().unwrap();
+        writer.join().unwrap();
+        // If the dead writer began after writer 3, its frame counts until
+        // the next writer repairs the ring.
+        shared.send(4, &[7]);
+        assert_eq!(shared.recv(2).unwrap(), [7]);
+        assert!(shared.ring().is_empty());
+    });
+}
+
+/// A reader dies in a frame it had released part of: the next reader
+/// skips the rest of it, and the next frame arrives intact.
+#[test]
+fn dead_reader_mid_frame_is_skipped() {
+    // A quarter of a ring of 16 is 4 bytes: reading the length and 2 bytes
+    // releases them.
+    assert!(!dead_reader_mid_frame(16));
+}
+
+/// A reader dies in a frame it had released nothing of: the next reader
+/// reads the frame again, whole (the dead one never returned it).
+#[test]
+fn dead_reader_before_releasing_leaves_the_frame() {
+    // A quarter of a ring of 32 is 8 bytes: the length and 2 bytes stay.
+    assert!(dead_reader_mid_frame(32));
+}
+
+/// Reader 2 reads the length and 2 bytes of a frame of 8 in a ring of
+/// `capacity`, and dies; reader 3 then reads what is left. Returns whether
+/// reader 3 got the frame (always, or never, in every execution).
+fn dead_reader_mid_frame(capacity: u64) -> bool {
+    let again = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = again.clone();
+    model(move || {
+        let shared = Shared::with_deaths(capacity, 4);
+        let long: Vec<u8> = (0..8).collect();
+        let writer = Shared::long_then_short(&shared, &long, &[9]);
+        let ring = shared.ring();
+        let mut reader = ring.begin_read(&shared.w, id(2), None).unwrap();
+        let mut part = [0; 2];
+        reader.read(&mut part).unwrap();
+        assert_eq!(part, [0, 1]);
+        // Killed here.
+        std::mem::forget(reader);
+        shared.w.die(2);
+        let next = shared.recv(3).unwrap();
+        let read_again = next == long;
+        if read_again {
+            assert_eq!(shared.recv(3).unwrap(), [9]);
+        } else {
+            assert_eq!(next, [9]);
+        }
+        writer.join().unwrap();
+        assert!(ring.is_empty());
+        seen.lock().unwrap().push(read_again);
+    });
+    let again = again.lock().unwrap();
+    assert!(again.iter().all(|&a| a == again[0]));
+    again[0]
 }

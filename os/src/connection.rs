@@ -1187,6 +1187,26 @@ impl Wait for Watch<'_> {
     fn relax(&self, round: u32) {
         Futex.relax(round);
     }
+
+    /// As [`Futex`]: at most [`LIVENESS_CHECK_MS`](mproc_core::wait::LIVENESS_CHECK_MS)
+    /// from now, so a side that waits for a lock or a frame whose owner
+    /// may have died looks at that owner (an end may be shared by several
+    /// processes, so the socket alone does not tell).
+    fn check_deadline(&self, deadline: Option<Until>) -> (Option<Until>, bool) {
+        let at = match deadline {
+            Some(Until::At(at)) => Some(at),
+            _ => None,
+        };
+        match Futex.check_deadline(at) {
+            (Some(check), true) => (Some(Until::At(check)), true),
+            _ => (deadline, false),
+        }
+    }
+
+    #[inline]
+    fn owner_gone(&self, id: u32, start: Option<u32>) -> bool {
+        Futex.owner_gone(id, start)
+    }
 }
 
 /// A duplicate of an end's socket, for its token.
