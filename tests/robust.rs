@@ -1,18 +1,20 @@
 //! Locks whose holder is killed with `SIGKILL`: the next locker takes the
 //! lock over and is told that the owner died; a process that reuses a dead
 //! owner's pid is not mistaken for it; a killed semaphore waiter leaves the
-//! count alone.
+//! count alone; a `PodQueue` slot whose claimer died before marking it is
+//! given up on after a second of waiting, however the waiting is split.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Guard, WATCHDOG, join, spawn};
+use mproc::mproc_core::mpmc::{Mpmc, STUCK_MS};
 use mproc::mproc_core::mutex::{Acquired, RawMutex};
 use mproc::mproc_core::{OwnerId, Wait};
 use mproc::mproc_os::futex::Futex;
 use mproc::mproc_os::process::{origin, owner_id};
-use mproc::{Array, Condition, Event, Lock, ProcessError, RLock, Semaphore, Value};
+use mproc::{Array, Condition, Event, Lock, PodQueue, ProcessError, RLock, Semaphore, Value};
 
 /// Forks a child that runs `hold` (which takes a lock), sets `held`, and
 /// sleeps until it is killed; returns once the child holds the lock.
@@ -262,4 +264,49 @@ fn killed_semaphore_waiter_leaves_the_count() {
     });
     assert!(join(&mut taker));
     assert_eq!(sem.value(), 0);
+}
+
+/// A producer killed between claiming a position of a `PodQueue` and
+/// marking the slot as its own (a window of a few instructions, so the
+/// claim is made by hand here): a consumer that waits in short calls, one
+/// after the other, skips the slot once it has waited behind it for a
+/// second in all, measured on the clock all processes share, and gets the
+/// value that follows.
+#[test]
+fn pod_queue_slot_of_a_producer_killed_after_claiming_is_skipped_by_short_waits() {
+    let queue = PodQueue::<u64>::new(4).unwrap();
+    let body = Mpmc::<u64>::layout(4).unwrap().body_offset();
+    // SAFETY: the ring starts at the region's start and its state's first
+    // word, `tail`, lies `body` bytes in: aligned, mapped while `queue`
+    // lives, and only used atomically.
+    let tail = unsafe {
+        &*queue
+            .region()
+            .as_ptr()
+            .as_ptr()
+            .add(body)
+            .cast::<std::sync::atomic::AtomicU64>()
+    };
+    tail.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    queue.put(42);
+    let mut consumer = spawn({
+        let queue = queue.clone();
+        move || {
+            let start = std::time::Instant::now();
+            let value = loop {
+                match queue.get_timeout(Duration::from_millis(20)) {
+                    Ok(value) => break value,
+                    Err(_) => assert!(start.elapsed() < WATCHDOG, "never skipped"),
+                }
+            };
+            (value, start.elapsed())
+        }
+    });
+    let (value, waited) = join(&mut consumer);
+    assert_eq!(value, 42);
+    assert!(
+        waited >= Duration::from_millis(u64::from(STUCK_MS)),
+        "gave up on a claimer after {waited:?}"
+    );
+    assert!(queue.is_empty());
 }

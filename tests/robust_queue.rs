@@ -272,6 +272,41 @@ fn reader_killed_mid_message_is_skipped() {
     full_capacity(&queue, 4);
 }
 
+/// A reader killed in a message whose writer is still writing it (and
+/// stopped, alive): the next reader, with a timeout, takes the reader lock
+/// over and skips what has come of the message, and gives up at its
+/// deadline instead of waiting for the rest; once the writer is killed
+/// too, the message is cut, and the next reader skips the rest of it and
+/// gets the message after it.
+#[test]
+fn skipping_a_dead_readers_message_keeps_to_the_deadline() {
+    let queue = Queue::<Blob>::with_buffer(4, 4096).unwrap();
+    let reader = spawn({
+        let queue = queue.clone();
+        move || queue.get().map(|blob| blob.0.len()).ok()
+    });
+    // The writer gets this far only as the reader drains the ring.
+    let writer = stalled(Stage::Encode, 60_000, {
+        let queue = queue.clone();
+        move || queue.put(Blob::new(100_000, 12)).is_ok()
+    });
+    kill(reader);
+    assert!(matches!(
+        queue.get_timeout(Duration::from_millis(100)),
+        Err(GetError::Empty)
+    ));
+    kill(writer);
+    // The next reader skips the rest of the message (its writer is dead
+    // now: the message is cut), then waits for the next one.
+    let mut reader = spawn({
+        let queue = queue.clone();
+        move || queue.get().map(|blob| blob.0.len()).ok()
+    });
+    queue.put_timeout(Blob::new(8, 13), WATCHDOG).unwrap();
+    assert_eq!(join(&mut reader), Some(8));
+    full_capacity(&queue, 4);
+}
+
 /// A pipe end shared by two processes: one is killed in the middle of a
 /// message, which the receiver (blocked in that message) gives up on; the
 /// other still sends through the same end, and the receiver gets it.

@@ -984,7 +984,9 @@ impl FrameRing {
                 None => break,
                 // The dead reader's frame, partly released: skip the rest of
                 // it (which releases the lock), then begin again.
-                Some(rest) => rest.skip_rest(),
+                Some(rest) => rest
+                    .skip_rest(deadline)
+                    .map_err(|_| BeginReadError::Empty)?,
             }
         }
         // The previous reader's last swap happened before its unlock, which
@@ -1041,7 +1043,6 @@ impl FrameRing {
         let state = self.state();
         let ctl = self.ctl();
         let frame = readers.frame.load(Ordering::Relaxed);
-        let mut rest = None;
         let start = frame & !ACTIVE;
         let end = readers.frame_end.load(Ordering::Relaxed);
         let head = state.head.load(Ordering::Relaxed) & !ASLEEP;
@@ -1062,7 +1063,10 @@ impl FrameRing {
                     self.acknowledge_cut(w, end);
                 }
             } else if head != start {
-                rest = Some(FrameReader {
+                // The record stays, and the lock inconsistent, until the
+                // skip is done: a skip that times out leaves the rest to
+                // the next reader.
+                return Some(FrameReader {
                     ring: self,
                     w,
                     id,
@@ -1078,7 +1082,7 @@ impl FrameRing {
         readers.frame.store(0, Ordering::Relaxed);
         // SAFETY: the caller holds the reader lock.
         unsafe { readers.lock.mark_consistent() };
-        rest
+        None
     }
 
     /// Moves the head to `pos` (the reader holding the lock released the
@@ -1839,18 +1843,41 @@ impl<'a, W: Wait> FrameReader<'a, W> {
     }
 
     /// Skips the rest of a frame a dead reader released in part (see
-    /// [`FrameRing::repair_reader`]), waiting for its writer as long as it
-    /// takes, ends it, and releases the reader lock.
+    /// [`FrameRing::repair_reader`]), waiting for its writer until
+    /// `deadline` (`None`: as long as it takes), ends it, marks the reader
+    /// lock consistent and releases it. On a timeout it releases what it
+    /// skipped and the lock, which stays inconsistent, with the dead
+    /// reader's record: the next reader skips the rest.
     #[cold]
-    fn skip_rest(mut self) {
+    fn skip_rest(mut self, deadline: Option<W::Deadline>) -> Result<(), TimedOut> {
+        let ring = self.ring;
         // The dead reader saw a cut where the frame now stops: `end` is
         // the cut's position, not the frame's, and every byte before it is
         // published (the reader saw the cut there).
-        if self.ring.ctl().aborted.load(Ordering::Acquire) == self.end | CUT {
+        if ring.ctl().aborted.load(Ordering::Acquire) == self.end | CUT {
             self.pos = self.end;
             self.state = ReadState::Cut;
         }
+        while self.state == ReadState::Reading && self.pos < self.end {
+            let ready = self.ready();
+            if ready > 0 {
+                self.pos += ready;
+                continue;
+            }
+            match self.wait_data(deadline) {
+                Ok(()) | Err(ReadError::Cut) => {}
+                Err(ReadError::TimedOut) => {
+                    self.release();
+                    self.state = ReadState::Done;
+                    ring.unlock_reader(self.w);
+                    return Err(TimedOut);
+                }
+            }
+        }
+        // SAFETY: we hold the reader lock.
+        unsafe { ring.readers().lock.mark_consistent() };
         let _ = self.end_frame();
+        Ok(())
     }
 }
 

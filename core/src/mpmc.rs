@@ -71,22 +71,27 @@
 //! the middle of an operation always names the party moving it.
 //!
 //! A party that waits on a slot held up by a claimer (the `Busy` case)
-//! wakes every [`Wait::check_deadline`] interval (10 ms in mproc-os) and
-//! looks at the slot word:
+//! wakes every [`Wait::check_deadline`] interval (10 ms in mproc-os), and
+//! once more when its own deadline passes, and looks at the slot word:
 //!
 //! * `BUSY` with an id that [`Wait::owner_gone`] reports gone: the claimer
 //!   died moving the value. A producer's slot becomes a tombstone (the next
 //!   stamp, with `SKIP`): consumers take it and skip it. A consumer's slot
 //!   is freed (the stamp one lap on): its message is lost, the one that
 //!   consumer was moving.
-//! * no `BUSY`, unchanged for [`STUCK_CHECKS`] checks (a second in
-//!   mproc-os): the claimer stopped between its CAS on `tail`/`head` and
-//!   its confirming CAS, a window of a few instructions, and the slot does
-//!   not say who it is; it is tombstoned or freed the same way. Should the
-//!   claimer be alive after all (stopped, not killed, for that long), its
-//!   confirming CAS fails, so it never touches the slot: a producer pushes
-//!   its value again, a consumer goes on without that message. The checks
-//!   are counted within one blocking call.
+//! * no `BUSY`, and the same stamp for [`STUCK_MS`] (a second): the
+//!   claimer stopped between its CAS on `tail`/`head` and its confirming
+//!   CAS, a window of a few instructions, and the slot does not say who it
+//!   is; it is tombstoned or freed the same way. The second is measured on
+//!   a clock all processes share ([`Wait::now_ms`]) from the first look of
+//!   any waiter of that side, recorded in the ring (`stalled_push`,
+//!   `stalled_pop`), so it adds up across calls and processes: waiters in
+//!   short timed calls, one after the other, give up as one long call
+//!   would. (With a [`Wait`] that has no clock, [`STUCK_CHECKS`] checks
+//!   within one call.) Should the claimer be alive after all (stopped, not
+//!   killed, for that long), its confirming CAS fails, so it never touches
+//!   the slot: a producer pushes its value again, a consumer goes on
+//!   without that message.
 //!
 //! Every change of a slot after a claim is a CAS from the word the party
 //! examined, so a tombstone or a freeing and the claimer's own steps never
@@ -144,8 +149,15 @@ const CLAIM_ID: u32 = OwnerId::MAX;
 
 /// Liveness checks (see [`Wait::check_deadline`]) for which a claimed slot
 /// may stay unconfirmed and unchanged before a waiter gives up on its
-/// claimer: 100 checks of 10 ms in mproc-os, a second.
+/// claimer, with a [`Wait`] that has no clock ([`Wait::now_ms`]): a second
+/// at one check every 10 ms. Counted within one blocking call.
 pub const STUCK_CHECKS: u32 = 100;
+
+/// How long (in milliseconds) a claimed slot may stay unconfirmed and
+/// unchanged before the waiters behind it give up on its claimer, with a
+/// [`Wait`] that has a clock ([`Wait::now_ms`]; mproc-os does): measured
+/// from the first waiter that saw it so, across calls and processes.
+pub const STUCK_MS: u32 = 1000;
 
 /// A slot word: `stamp` in the low half, `claim` in the high half.
 #[inline]
@@ -179,7 +191,21 @@ fn sleepers(word: u64) -> u64 {
 pub struct MpmcState {
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
-    epochs: CachePadded<Epochs>,
+    ctl: CachePadded<Control>,
+}
+
+/// The words producers and consumers share besides the positions, changed
+/// rarely: on a sleep or wake-up, and while a slot is stalled.
+#[derive(Debug)]
+#[repr(C)]
+struct Control {
+    epochs: Epochs,
+    /// The slot producers wait behind, claimed by a consumer that has not
+    /// confirmed it: its stamp and when it was first seen so (see
+    /// [`Mpmc::stalled_too_long`]).
+    stalled_push: AtomicU64,
+    /// The same for consumers: a slot claimed by a producer.
+    stalled_pop: AtomicU64,
 }
 
 /// One slot of the ring.
@@ -226,7 +252,7 @@ impl<T> MpmcSlot<T> {
 
 #[cfg(not(loom))]
 mod pinned {
-    use super::{MpmcSlot, MpmcState};
+    use super::{Control, MpmcSlot, MpmcState};
     use core::mem::offset_of;
     use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
 
@@ -234,7 +260,11 @@ mod pinned {
     assert_eq_align!(MpmcState, crate::layout::CachePadded<u8>);
     const_assert_eq!(offset_of!(MpmcState, tail), 0);
     const_assert_eq!(offset_of!(MpmcState, head), 128);
-    const_assert_eq!(offset_of!(MpmcState, epochs), 256);
+    const_assert_eq!(offset_of!(MpmcState, ctl), 256);
+    assert_eq_size!(Control, [u64; 3]);
+    const_assert_eq!(offset_of!(Control, epochs), 0);
+    const_assert_eq!(offset_of!(Control, stalled_push), 8);
+    const_assert_eq!(offset_of!(Control, stalled_pop), 16);
     assert_eq_size!(MpmcSlot<u64>, [u64; 2]);
     assert_eq_align!(MpmcSlot<u64>, u64);
     assert_eq_size!(MpmcSlot<u8>, [u64; 2]);
@@ -367,7 +397,10 @@ impl<T: ShmSafe> Mpmc<T> {
         unsafe {
             init_u64(&raw mut (*state).tail.0, 0);
             init_u64(&raw mut (*state).head.0, 0);
-            Epochs::init(&raw mut (*state).epochs.0);
+            let ctl = &raw mut (*state).ctl.0;
+            Epochs::init(&raw mut (*ctl).epochs);
+            init_u64(&raw mut (*ctl).stalled_push, 0);
+            init_u64(&raw mut (*ctl).stalled_pop, 0);
             for i in 0..capacity as usize {
                 let slot = parts.elems.as_ptr().add(i);
                 init_u64(&raw mut (*slot).word, slot_word(stamp(i as u64), 0));
@@ -543,7 +576,7 @@ impl<T: ShmSafe> Mpmc<T> {
             // Read the epoch before registering: whoever sees our
             // registration bumps it after this load (Acquire pairs with the
             // Release bump in `wake_cold`).
-            let key = state.epochs.items.load(Ordering::Acquire);
+            let key = state.ctl.epochs.items.load(Ordering::Acquire);
             let word = state.head.load(Ordering::Relaxed);
             let head = pos(word);
             let index = head & (self.one_lap - 1);
@@ -574,7 +607,7 @@ impl<T: ShmSafe> Mpmc<T> {
             }
             if tail & WATCHED != 0 {
                 return Readiness::Sleep {
-                    word: &state.epochs.items,
+                    word: &state.ctl.epochs.items,
                     expected: key,
                 };
             }
@@ -589,7 +622,7 @@ impl<T: ShmSafe> Mpmc<T> {
             ) {
                 Ok(_) => {
                     return Readiness::Sleep {
-                        word: &state.epochs.items,
+                        word: &state.ctl.epochs.items,
                         expected: key,
                     };
                 }
@@ -761,8 +794,8 @@ impl<T: ShmSafe> Mpmc<T> {
 
     /// Writes `values` into the claimed positions starting at `pos` and
     /// publishes each one; returns how many it published. Fewer than all
-    /// only if a waiter gave up on us (we stopped for [`STUCK_CHECKS`]
-    /// checks between claim and confirm): the rest of the run is then
+    /// only if a waiter gave up on us (we stopped for [`STUCK_MS`]
+    /// between claim and confirm): the rest of the run is then
     /// tombstoned, and the caller pushes the rest of the values again.
     ///
     /// # Safety
@@ -817,8 +850,8 @@ impl<T: ShmSafe> Mpmc<T> {
     /// Reads the claimed positions starting at `pos` into `out` and frees
     /// each slot; returns how many values it read, into `out[..n]`.
     /// Tombstones are freed and not counted, and so are slots a waiter
-    /// freed because we stopped for [`STUCK_CHECKS`] checks between claim
-    /// and confirm (their messages are lost).
+    /// freed because we stopped for [`STUCK_MS`] between claim and
+    /// confirm (their messages are lost).
     ///
     /// # Safety
     /// `pos .. pos + out.len()` were claimed by one successful `claim_pop`.
@@ -857,7 +890,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// the slot if that party is gone. Called once per liveness check.
     #[cold]
     #[inline(never)]
-    fn recover<W: Wait>(&self, w: &W, index: u64, stuck: &mut Stuck) {
+    fn recover<W: Wait>(&self, w: &W, index: u64, stuck: &mut Stuck, stalled: &AtomicU64) {
         let Some(slot) = self.slot(index) else {
             return;
         };
@@ -871,7 +904,10 @@ impl<T: ShmSafe> Mpmc<T> {
         let gone = if claim & BUSY != 0 {
             w.owner_gone(claim & CLAIM_ID, None)
         } else {
-            stuck.checks >= STUCK_CHECKS
+            match w.now_ms() {
+                Some(now) => Self::stalled_too_long(stalled, stamp_of(word), now),
+                None => stuck.checks >= STUCK_CHECKS,
+            }
         };
         if !gone {
             return;
@@ -889,6 +925,31 @@ impl<T: ShmSafe> Mpmc<T> {
         let _ = slot
             .word
             .compare_exchange(word, next, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// Whether the slot showing `stamp`, claimed and not confirmed, has
+    /// been seen so for [`STUCK_MS`] by the waiters of one side, according
+    /// to their shared record `stalled` (the stamp in the high half, the
+    /// time it was first seen so in the low half): so the waiting adds up
+    /// across calls and processes. A record older than ten times that is
+    /// from another stall (or from nobody looking for long): the clock
+    /// starts again.
+    fn stalled_too_long(stalled: &AtomicU64, stamp: u32, now: u32) -> bool {
+        let record = stalled.load(Ordering::Relaxed);
+        let since = record as u32;
+        let age = now.wrapping_sub(since);
+        if (record >> 32) as u32 == stamp && record != 0 && age < 10 * STUCK_MS {
+            return age >= STUCK_MS;
+        }
+        // Only a hint: a lost race with another waiter starts the same
+        // clock.
+        let _ = stalled.compare_exchange(
+            record,
+            (u64::from(stamp) << 32) | u64::from(now),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        false
     }
 
     /// Wakes up to `count` of the sleepers counted in `word` on `epoch`,
@@ -925,7 +986,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 // SAFETY: `pos` was claimed just now.
                 let pushed = unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
                 // A tombstone is a published slot too: consumers wait for it.
-                Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
+                Self::wake_sleepers(w, &self.state().ctl.epochs.items, word, 1);
                 if pushed == 1 {
                     Ok(())
                 } else {
@@ -950,7 +1011,7 @@ impl<T: ShmSafe> Mpmc<T> {
         if let Some(Claim::Got { pos, word, .. }) = first {
             // SAFETY: `pos` was claimed just now.
             let pushed = unsafe { self.fill(id, pos, core::slice::from_ref(&value)) };
-            Self::wake_sleepers(w, &self.state().epochs.items, word, 1);
+            Self::wake_sleepers(w, &self.state().ctl.epochs.items, word, 1);
             if pushed == 1 {
                 return Ok(());
             }
@@ -1005,14 +1066,15 @@ impl<T: ShmSafe> Mpmc<T> {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
                     done += unsafe { self.fill(id, pos, &values[done..done + count]) };
-                    Self::wake_sleepers(w, &state.epochs.items, word, count);
+                    Self::wake_sleepers(w, &state.ctl.epochs.items, word, count);
                 }
                 _ if matches!(patience, Patience::None) => break,
                 Claim::Busy { index, seen } => {
                     if patience.expired(w) {
                         break;
                     }
-                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
+                    let stalled = &state.ctl.stalled_push;
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck, stalled);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -1021,7 +1083,14 @@ impl<T: ShmSafe> Mpmc<T> {
                     }
                     // `word` is the `head` that proved the ring full.
                     let deadline = patience.deadline();
-                    match self.sleep(w, &state.head, &state.epochs.space, word, deadline, round) {
+                    match self.sleep(
+                        w,
+                        &state.head,
+                        &state.ctl.epochs.space,
+                        word,
+                        deadline,
+                        round,
+                    ) {
                         Ok(next) => round = next,
                         Err(()) => {
                             // Timed out: one last try before giving up.
@@ -1094,7 +1163,7 @@ impl<T: ShmSafe> Mpmc<T> {
         let mut value = MaybeUninit::uninit();
         // SAFETY: `pos` is claimed (caller).
         let read = unsafe { self.drain(id, pos, core::slice::from_mut(&mut value)) };
-        Self::wake_sleepers(w, &self.state().epochs.space, word, 1);
+        Self::wake_sleepers(w, &self.state().ctl.epochs.space, word, 1);
         // SAFETY: `drain` initialized the value if it read one.
         (read == 1).then(|| unsafe { value.assume_init() })
     }
@@ -1142,7 +1211,7 @@ impl<T: ShmSafe> Mpmc<T> {
                 Claim::Got { pos, count, word } => {
                     // SAFETY: `pos .. pos + count` were claimed just now.
                     done += unsafe { self.drain(id, pos, &mut out[done..done + count]) };
-                    Self::wake_sleepers(w, &state.epochs.space, word, count);
+                    Self::wake_sleepers(w, &state.ctl.epochs.space, word, count);
                 }
                 // Have something, or may not wait: done.
                 _ if done > 0 || matches!(patience, Patience::None) => break,
@@ -1150,7 +1219,8 @@ impl<T: ShmSafe> Mpmc<T> {
                     if patience.expired(w) {
                         break;
                     }
-                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
+                    let stalled = &state.ctl.stalled_pop;
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck, stalled);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -1159,7 +1229,14 @@ impl<T: ShmSafe> Mpmc<T> {
                     }
                     // `word` is the `tail` that proved the ring empty.
                     let deadline = patience.deadline();
-                    match self.sleep(w, &state.tail, &state.epochs.items, word, deadline, round) {
+                    match self.sleep(
+                        w,
+                        &state.tail,
+                        &state.ctl.epochs.items,
+                        word,
+                        deadline,
+                        round,
+                    ) {
                         Ok(next) => round = next,
                         Err(()) => {
                             // Timed out: one last try before giving up.
@@ -1175,8 +1252,10 @@ impl<T: ShmSafe> Mpmc<T> {
 
     /// Waits for slot `index`, held up by a party that claimed it, to move
     /// on from stamp `seen`; at every liveness check
-    /// ([`Wait::check_deadline`]) looks whether that party is gone (see
-    /// [`Mpmc::recover`]). Returns the round reached.
+    /// ([`Wait::check_deadline`]), and when the caller's deadline passes,
+    /// looks whether that party is gone (see [`Mpmc::recover`]; `stalled`
+    /// is our side's stall record). Returns the round reached.
+    #[allow(clippy::too_many_arguments)]
     fn wait_busy<W: Wait>(
         &self,
         w: &W,
@@ -1185,12 +1264,16 @@ impl<T: ShmSafe> Mpmc<T> {
         round: u32,
         patience: Patience<W::Deadline>,
         stuck: &mut Stuck,
+        stalled: &AtomicU64,
     ) -> u32 {
-        let (until, check) = w.check_deadline(patience.deadline());
+        let (until, _) = w.check_deadline(patience.deadline());
         let bounded = until.map_or(Patience::Forever, Patience::Until);
         let round = self.watch(w, index, seen, round, u32::MAX, bounded);
-        if check && until.is_some_and(|d| w.expired(d)) {
-            self.recover(w, index, stuck);
+        // Also when the caller's own time ran out: a caller that waits in
+        // short calls, one after the other, looks as often as one that
+        // waits in one long call.
+        if until.is_some_and(|d| w.expired(d)) {
+            self.recover(w, index, stuck, stalled);
         }
         round
     }

@@ -98,6 +98,15 @@ pub trait Wait {
         let _ = (id, start);
         false
     }
+
+    /// Milliseconds on a clock that every process on the machine shares
+    /// (wrapping), for waits whose length adds up across calls and
+    /// processes in shared memory; `None` when there is no such clock (the
+    /// default), and then such waits count the caller's liveness checks
+    /// instead. mproc-os reads `CLOCK_MONOTONIC`.
+    fn now_ms(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// How often (in milliseconds) a party waiting on a lock or a slot whose

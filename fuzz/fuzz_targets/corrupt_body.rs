@@ -1,7 +1,8 @@
-//! A valid header over a hostile body: a ring and a mutex are created, then
-//! the fuzz input overwrites words of their state (positions, slot stamps
-//! and claims, the lock word and its owner record) as a misbehaving or
-//! dying process might, and drives blocking operations through a waiter
+//! A valid header over a hostile body: a ring, a frame ring and a mutex are
+//! created, then the fuzz input overwrites words of their state (positions,
+//! slot stamps and claims, lock words and owner records, the records of the
+//! frames being written and read, the bytes) as a misbehaving or dying
+//! process might, and drives blocking operations through a waiter
 //! whose liveness checks are always due and whose owners are dead or alive
 //! as the input says. Every operation must return (no hang), never panic,
 //! and never touch memory outside the object (the address sanitizer checks
@@ -13,11 +14,12 @@ use std::cell::Cell;
 use std::ptr::NonNull;
 
 use libfuzzer_sys::fuzz_target;
+use mproc_core::frames::FrameRing;
 use mproc_core::layout::ObjectLayout;
 use mproc_core::mpmc::Mpmc;
 use mproc_core::mutex::RawMutex;
 use mproc_core::sync::AtomicU32;
-use mproc_core::{Origin, OwnerId, TimedOut, Wait};
+use mproc_core::{Origin, OwnerId, TimedOut, TypeFingerprint, Wait};
 
 /// A deadline of [`Impatient`]: the caller's (after so many looks at the
 /// clock), or a liveness check (always due).
@@ -138,13 +140,28 @@ fuzz_target!(|data: &[u8]| {
     let mutex =
         unsafe { RawMutex::create(mutex_mem.ptr, mutex_mem.layout.size(), Origin::default()) }
             .unwrap();
+    let frames_capacity = 16 << (head % 3);
+    let frames_mem = Mem::new(FrameRing::layout(frames_capacity).unwrap());
+    // SAFETY: as above, for `frames`.
+    let frames = unsafe {
+        FrameRing::create(
+            frames_mem.ptr,
+            frames_mem.layout.size(),
+            frames_capacity,
+            u32::from(head % 4) + 1,
+            TypeFingerprint::of::<u8>(),
+            Origin::default(),
+        )
+    }
+    .unwrap();
     let mut out = [0u64; 4];
+    let mut bytes = [0u8; 64];
     for chunk in rest.chunks(6) {
         let [op, index, a, b, c, d] =
             <[u8; 6]>::try_from(chunk).unwrap_or([chunk[0], 0, 0, 0, 0, 0]);
         let value = u32::from_le_bytes([a, b, c, d]);
         let soon = Some(Due::After(w.clock.get() + 8));
-        match op % 8 {
+        match op % 12 {
             0 => ring_mem.poke(index, value),
             1 => mutex_mem.poke(index, value),
             2 => {
@@ -174,9 +191,44 @@ fuzz_target!(|data: &[u8]| {
                     ring.watch_pop(),
                 );
             }
-            _ => {
+            7 => {
                 let _ = (mutex.owner(), mutex.is_inconsistent(), mutex.held_by(me));
                 let _ = (ring.try_push(&w, me, 9), ring.try_pop(&w, me));
+            }
+            8 => frames_mem.poke(index, value),
+            9 => {
+                let len = u64::from(value % 48);
+                if let Ok(mut writer) = frames.begin_write(&w, me, len, soon) {
+                    // Finished whole, or (dropped) cut.
+                    if writer.write(&bytes[..len as usize], soon).is_ok() && index & 1 == 0 {
+                        let _ = writer.finish();
+                    }
+                }
+            }
+            10 => {
+                if let Ok(mut reader) = frames.begin_read(&w, me, soon) {
+                    let n = reader.remaining().min(64) as usize;
+                    let _ = reader.read_until(&mut bytes[..n], soon);
+                    if reader.remaining() == 0 {
+                        let _ = reader.finish();
+                    } else {
+                        // Abandoned in the middle, as by a reader that
+                        // died: it keeps the reader lock.
+                        std::mem::forget(reader);
+                    }
+                }
+            }
+            _ => {
+                let _ = (frames.len(), frames.is_empty(), frames.watch_read());
+                match index % 3 {
+                    0 => frames.close(&w),
+                    1 => frames.wake_all(&w),
+                    _ => {
+                        if let Ok(reader) = frames.begin_read(&w, me, soon) {
+                            reader.unread();
+                        }
+                    }
+                }
             }
         }
     }

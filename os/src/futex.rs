@@ -228,6 +228,13 @@ impl Wait for Futex {
         crate::process::owner_gone(id, start)
     }
 
+    /// Milliseconds of `CLOCK_MONOTONIC`, which every process on the
+    /// machine shares (the vDSO serves it without a system call).
+    fn now_ms(&self) -> Option<u32> {
+        let now = rustix::time::clock_gettime(ClockId::Monotonic);
+        Some((now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000) as u32)
+    }
+
     /// [`SPIN_ROUNDS`]` + `[`YIELD_ROUNDS`]: blocking calls spin, yield, then
     /// sleep.
     #[inline]
