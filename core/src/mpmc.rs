@@ -890,7 +890,7 @@ impl<T: ShmSafe> Mpmc<T> {
     /// the slot if that party is gone. Called once per liveness check.
     #[cold]
     #[inline(never)]
-    fn recover<W: Wait>(&self, w: &W, index: u64, stuck: &mut Stuck, stalled: &AtomicU64) {
+    fn recover<W: Wait>(&self, w: &W, index: u64, stuck: &mut Stuck) {
         let Some(slot) = self.slot(index) else {
             return;
         };
@@ -900,22 +900,31 @@ impl<T: ShmSafe> Mpmc<T> {
         } else {
             stuck.checks = stuck.checks.saturating_add(1);
         }
+        let now = stamp_of(word);
+        // A producer's slot shows the stamp of its position, which is
+        // `index` modulo a lap; a consumer's shows that position + 1.
+        let producers = u64::from(now) & (self.one_lap - 1) == index;
         let claim = claim_of(word);
         let gone = if claim & BUSY != 0 {
             w.owner_gone(claim & CLAIM_ID, None)
         } else {
+            // Consumers wait behind a producer's slot, producers behind a
+            // consumer's: each side has its record.
+            let ctl = &self.state().ctl;
+            let stalled = if producers {
+                &ctl.stalled_pop
+            } else {
+                &ctl.stalled_push
+            };
             match w.now_ms() {
-                Some(now) => Self::stalled_too_long(stalled, stamp_of(word), now),
+                Some(ms) => Self::stalled_too_long(stalled, now, ms),
                 None => stuck.checks >= STUCK_CHECKS,
             }
         };
         if !gone {
             return;
         }
-        let now = stamp_of(word);
-        // A producer's slot shows the stamp of its position, which is
-        // `index` modulo a lap; a consumer's shows that position + 1.
-        let next = if u64::from(now) & (self.one_lap - 1) == index {
+        let next = if producers {
             slot_word(now.wrapping_add(1), SKIP)
         } else {
             slot_word(now.wrapping_sub(1).wrapping_add(self.one_lap as u32), 0)
@@ -1073,8 +1082,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     if patience.expired(w) {
                         break;
                     }
-                    let stalled = &state.ctl.stalled_push;
-                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck, stalled);
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -1219,8 +1227,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     if patience.expired(w) {
                         break;
                     }
-                    let stalled = &state.ctl.stalled_pop;
-                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck, stalled);
+                    round = self.wait_busy(w, index, seen, round, patience, &mut stuck);
                 }
                 Claim::Idle { word, index, seen } => {
                     if round < w.spin_rounds() && !patience.expired(w) {
@@ -1253,9 +1260,8 @@ impl<T: ShmSafe> Mpmc<T> {
     /// Waits for slot `index`, held up by a party that claimed it, to move
     /// on from stamp `seen`; at every liveness check
     /// ([`Wait::check_deadline`]), and when the caller's deadline passes,
-    /// looks whether that party is gone (see [`Mpmc::recover`]; `stalled`
-    /// is our side's stall record). Returns the round reached.
-    #[allow(clippy::too_many_arguments)]
+    /// looks whether that party is gone (see [`Mpmc::recover`]). Returns
+    /// the round reached.
     fn wait_busy<W: Wait>(
         &self,
         w: &W,
@@ -1264,7 +1270,6 @@ impl<T: ShmSafe> Mpmc<T> {
         round: u32,
         patience: Patience<W::Deadline>,
         stuck: &mut Stuck,
-        stalled: &AtomicU64,
     ) -> u32 {
         let (until, _) = w.check_deadline(patience.deadline());
         let bounded = until.map_or(Patience::Forever, Patience::Until);
@@ -1273,7 +1278,7 @@ impl<T: ShmSafe> Mpmc<T> {
         // short calls, one after the other, looks as often as one that
         // waits in one long call.
         if until.is_some_and(|d| w.expired(d)) {
-            self.recover(w, index, stuck, stalled);
+            self.recover(w, index, stuck);
         }
         round
     }
